@@ -1,0 +1,37 @@
+"""Fast request bodies for the tinker SDK: token ID arrays encoded to JSON in Rust.
+
+Set the environment variable ``TINKER_ACCEL=1`` to switch the accelerator on when
+this package is imported, or call :func:`enable`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from tinker_accel._native import __version__, encode_tokens
+from tinker_accel._serialize import TokenIds, dumps_model, stock_dumps, token_fragment
+from tinker_accel._tinker import disable, enable, is_enabled, request_body
+
+__all__ = [
+    "TokenIds",
+    "__version__",
+    "disable",
+    "dumps_model",
+    "enable",
+    "encode_tokens",
+    "is_enabled",
+    "request_body",
+    "stock_dumps",
+    "token_fragment",
+]
+
+if os.environ.get("TINKER_ACCEL", "").strip().lower() in {"1", "true", "yes", "on"}:
+    try:
+        enable()
+    except ImportError as error:
+        warnings.warn(
+            f"TINKER_ACCEL is set but the accelerator could not be enabled: {error}",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -1,0 +1,16 @@
+from typing import Any
+
+__version__: str
+
+def encode_tokens(tokens: Any) -> bytes:
+    """Encode token IDs as a compact JSON array, such as ``b"[151643,872,25]"``.
+
+    Accepts lists, tuples and ranges of ints, other sequences of ints, and 1-D
+    buffers of any integer type, byte order and stride (``array.array``,
+    ``memoryview``, numpy arrays). Items convert as ``operator.index`` does.
+    Raises TypeError for non-integer items or buffer formats and ValueError for
+    buffers that are not one-dimensional.
+    """
+
+def tokens_to_list(tokens: list[Any] | tuple[Any, ...]) -> list[int]:
+    """Return a new list of exact ints from a list or tuple of token IDs."""

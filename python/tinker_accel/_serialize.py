@@ -1,0 +1,168 @@
+"""The pydantic type for token ID fields and JSON documents with pre-encoded arrays."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    BaseModel,
+    GetCoreSchemaHandler,
+    PlainSerializer,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+)
+from pydantic_core import core_schema
+
+from tinker_accel._native import encode_tokens, tokens_to_list
+
+# Context keys under which `dumps_model` collects the encoded arrays of TokenIds fields
+# and the first encoder error. pydantic wraps an error raised inside a serializer and,
+# when serializers nest, drops the original, so the error travels beside the output.
+_FRAGMENTS_KEY = "tinker_accel.fragments"
+_ERRORS_KEY = "tinker_accel.errors"
+
+# Stands in for an encoded array in the dumped dict until orjson splices the bytes in.
+# The random part keeps a user's own string from ever matching it.
+_PLACEHOLDER_PREFIX = f"\x00tinker-accel-{secrets.token_hex(8)}:"
+
+
+def _as_json_list(tokens: Any) -> list[int]:
+    if type(tokens) is list or type(tokens) is tuple:
+        return tokens_to_list(tokens)
+    result: list[int] = json.loads(encode_tokens(tokens))
+    return result
+
+
+def _serialize_token_ids(tokens: Any, info: SerializationInfo) -> Any:
+    context = info.context
+    if isinstance(context, dict):
+        fragments = context.get(_FRAGMENTS_KEY)
+        if fragments is not None:
+            try:
+                fragments.append(encode_tokens(tokens))
+            except (TypeError, ValueError) as error:
+                context[_ERRORS_KEY].append(error)
+                fragments.append(b"[]")
+            return f"{_PLACEHOLDER_PREFIX}{len(fragments) - 1}"
+    return _as_json_list(tokens)
+
+
+class _StockPythonMode:
+    """Keeps pydantic's own ``Sequence[int]`` serializer for Python mode.
+
+    A serializer annotation makes pydantic serialize the field as ``list[int]`` in
+    Python mode, which warns on tuples where ``Sequence[int]`` does not. This marker
+    puts the stock Sequence serializer back for Python mode and leaves JSON mode to
+    the encoder.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        stock = handler.generate_schema(Sequence[int]).get("serialization")
+        fast = schema.get("serialization")
+        if (
+            stock is None
+            or fast is None
+            or stock.get("type") != "function-wrap"
+            or fast.get("type") != "function-plain"
+        ):
+            return schema
+        stock_function = stock["function"]
+        fast_function = fast["function"]
+
+        def serialize(
+            tokens: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+        ) -> Any:
+            if info.mode_is_json():
+                return fast_function(tokens, info)
+            return stock_function(tokens, handler, info)
+
+        schema["serialization"] = core_schema.wrap_serializer_function_ser_schema(  # type: ignore[index]
+            serialize, info_arg=True, schema=stock.get("schema")
+        )
+        return schema
+
+
+TokenIds = Annotated[
+    Sequence[int],
+    PlainSerializer(_serialize_token_ids, when_used="json"),
+    _StockPythonMode(),
+]
+"""A sequence of token IDs that serializes to JSON through the Rust encoder.
+
+Validation is that of ``Sequence[int]``. ``model_dump()``, ``model_dump(mode="json")``
+and ``model_dump_json()`` give the same results as for a ``Sequence[int]`` field.
+"""
+
+
+def token_fragment(tokens: Any) -> orjson.Fragment:
+    """Encode token IDs into an ``orjson.Fragment`` that ``orjson.dumps`` writes as is."""
+    return orjson.Fragment(encode_tokens(tokens))
+
+
+def _splice(node: Any, fragments: list[bytes]) -> int:
+    """Replace placeholders in ``node`` with fragments and return how many were replaced."""
+    replaced = 0
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        # A list of scalars, such as tensor data, holds no fields, so skip it whole.
+        if not node or not isinstance(node[0], (dict, list, str)):
+            return 0
+        items = enumerate(node)
+    else:
+        return 0
+    for key, value in list(items):
+        if type(value) is str:
+            if value.startswith(_PLACEHOLDER_PREFIX):
+                index = int(value[len(_PLACEHOLDER_PREFIX) :])
+                node[key] = orjson.Fragment(fragments[index])
+                replaced += 1
+        elif isinstance(value, (dict, list)):
+            replaced += _splice(value, fragments)
+    return replaced
+
+
+def stock_dumps(model: BaseModel, **dump_options: Any) -> bytes:
+    """Serialize ``model`` as tinker's HTTP client does without the accelerator."""
+    data = model.model_dump(mode="json", **dump_options)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
+def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
+    """Serialize ``model`` to compact JSON bytes, writing TokenIds fields with the encoder.
+
+    The result parses to the same document as ``stock_dumps`` with the same options, and
+    its token arrays are byte-identical. Where orjson would differ from ``json.dumps``
+    (NaN or infinity, which it writes as null, and ints beyond 64 bits) the stock
+    serializer runs instead, so the same error is raised or the same text written.
+    """
+    fragments: list[bytes] = []
+    errors: list[Exception] = []
+    context = {
+        **(dump_options.pop("context", None) or {}),
+        _FRAGMENTS_KEY: fragments,
+        _ERRORS_KEY: errors,
+    }
+    data = model.model_dump(mode="json", context=context, **dump_options)
+    if errors:
+        # The encoder's own TypeError or ValueError, which names the index and the type.
+        raise errors[0]
+    if _splice(data, fragments) != len(fragments):
+        return stock_dumps(model, **dump_options)
+    try:
+        body = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return stock_dumps(model, **dump_options)
+    # orjson writes NaN and infinity as null. A body without "null" anywhere cannot
+    # hold one, and the rare body with it takes the stock path.
+    if b"null" in body:
+        return stock_dumps(model, **dump_options)
+    return body

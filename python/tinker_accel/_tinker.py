@@ -1,0 +1,271 @@
+"""The switch that puts the encoder into the tinker SDK and takes it out again."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, SerializerFunctionWrapHandler, WrapSerializer
+
+from tinker_accel._serialize import TokenIds, dumps_model
+
+logger = logging.getLogger("tinker_accel")
+
+_lock = threading.RLock()
+
+
+@dataclass
+class _FieldPatch:
+    """A field annotation replaced on a model class, with what it replaced."""
+
+    model: type[BaseModel]
+    name: str
+    annotation: Any
+    class_annotation: Any
+    original_annotation: Any
+
+
+@dataclass
+class _State:
+    fields: list[_FieldPatch] = field(default_factory=list)
+    reprs: list[tuple[type[BaseModel], Any]] = field(default_factory=list)
+    rebuilt: list[type[BaseModel]] = field(default_factory=list)
+    sampling_module: Any = None
+    sampling_model_dump: Any = None
+
+
+_state: _State | None = None
+
+_MISSING = object()
+
+
+class _TokenCount:
+    """Stands for a token list in a repr, so the repr's cost does not grow with it."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __repr__(self) -> str:
+        return f"<{self.count} tokens>"
+
+
+def _chunk_repr_args(self: BaseModel) -> Iterator[tuple[str | None, Any]]:
+    for name, value in BaseModel.__repr_args__(self):
+        if name == "tokens":
+            with contextlib.suppress(TypeError):
+                value = _TokenCount(len(value))
+        yield name, value
+
+
+def _chunk_types() -> tuple[type[BaseModel], ...]:
+    from tinker.types.model_input_chunk import ModelInputChunk
+
+    union = typing.get_args(ModelInputChunk)[0]
+    return tuple(member for member in typing.get_args(union) if isinstance(member, type))
+
+
+def _adopt_chunk(chunk: Any, by_name: dict[str, type[BaseModel]]) -> Any:
+    """Rebuild a chunk whose class is another copy of a tinker chunk class, for
+    example one left over after a module reload, as an instance of tinker's class.
+
+    A copy is recognized by its class name and field names, because a reloaded
+    module's class differs from tinker's in identity only.
+    """
+    if not isinstance(chunk, BaseModel):
+        return chunk
+    target = by_name.get(type(chunk).__qualname__)
+    fields = type(chunk).model_fields
+    if target is None or fields.keys() != target.model_fields.keys():
+        return chunk
+    values = {name: getattr(chunk, name) for name in fields}
+    return target.model_construct(_fields_set=set(chunk.model_fields_set), **values)
+
+
+def _make_chunks_serializer() -> WrapSerializer:
+    chunk_types = _chunk_types()
+    known = frozenset(chunk_types)
+    by_name = {chunk_type.__qualname__: chunk_type for chunk_type in chunk_types}
+
+    def serialize_chunks(chunks: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        # A chunk of no known class makes pydantic >= 2.11 try each union member and
+        # format a warning per token, which is quadratic. Rebuilding such chunks as
+        # tinker's own class first keeps serialization linear.
+        if isinstance(chunks, list) and not all(type(chunk) in known for chunk in chunks):
+            chunks = [_adopt_chunk(chunk, by_name) for chunk in chunks]
+        return handler(chunks)
+
+    return WrapSerializer(serialize_chunks, when_used="always")
+
+
+def _references(annotation: Any, targets: set[type[BaseModel]]) -> bool:
+    if isinstance(annotation, type) and annotation in targets:
+        return True
+    return any(_references(argument, targets) for argument in typing.get_args(annotation))
+
+
+def _tinker_models() -> list[type[BaseModel]]:
+    models: dict[type[BaseModel], None] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "tinker" or name.startswith("tinker.")):
+            continue
+        for value in list(vars(module).values()):
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and (value.__module__ == "tinker" or value.__module__.startswith("tinker."))
+            ):
+                models[value] = None
+    return list(models)
+
+
+def _dependent_models(changed: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """Return the tinker models that contain any of ``changed``, innermost first, so
+    each is rebuilt after the models it contains."""
+    affected: set[type[BaseModel]] = set(changed)
+    ordered: list[type[BaseModel]] = []
+    candidates = [model for model in _tinker_models() if model not in affected]
+    progress = True
+    while progress:
+        progress = False
+        for model in candidates:
+            if model in affected:
+                continue
+            annotations = [info.annotation for info in model.model_fields.values()]
+            if any(_references(annotation, affected) for annotation in annotations):
+                affected.add(model)
+                ordered.append(model)
+                progress = True
+    return ordered
+
+
+def _replace_annotation(model: type[BaseModel], name: str, annotation: Any) -> _FieldPatch:
+    info = model.model_fields[name]
+    # The class's own dict, not inspect.get_annotations, because it is changed in place.
+    class_annotations = model.__dict__.get("__annotations__", {})  # noqa: RUF063
+    patch = _FieldPatch(
+        model=model,
+        name=name,
+        annotation=info.annotation,
+        class_annotation=class_annotations.get(name, _MISSING),
+        original_annotation=getattr(info, "_original_annotation", _MISSING),
+    )
+    _set_annotation(model, name, annotation, annotation, annotation)
+    return patch
+
+
+def _set_annotation(
+    model: type[BaseModel],
+    name: str,
+    annotation: Any,
+    class_annotation: Any,
+    original_annotation: Any,
+) -> None:
+    # Depending on the pydantic version, a rebuild reads the field's annotation, the
+    # class's __annotations__ or the field's saved original one, so set all three.
+    info = model.model_fields[name]
+    info.annotation = annotation
+    class_annotations = model.__dict__.get("__annotations__")  # noqa: RUF063
+    if class_annotations is not None and class_annotation is not _MISSING:
+        class_annotations[name] = class_annotation
+    if original_annotation is not _MISSING and hasattr(info, "_original_annotation"):
+        info._original_annotation = original_annotation
+
+
+def _rebuild(models: list[type[BaseModel]]) -> None:
+    for model in models:
+        model.model_rebuild(force=True)
+
+
+def _accelerated_model_dump(model: BaseModel, **options: Any) -> Any:
+    if options.get("mode") != "json":
+        assert _state is not None
+        return _state.sampling_model_dump(model, **options)
+    options.pop("mode")
+    # Only the options that tinker passes and pydantic's model_dump takes go through.
+    dump_options = {
+        key: options[key]
+        for key in ("exclude", "exclude_unset", "exclude_defaults", "exclude_none", "warnings")
+        if key in options
+    }
+    return dumps_model(model, **dump_options)
+
+
+def is_enabled() -> bool:
+    """Return whether the accelerator is on."""
+    return _state is not None
+
+
+def enable() -> None:
+    """Switch the accelerator on for the tinker SDK in this process.
+
+    Puts the encoder on ``EncodedTextChunk.tokens`` and rebuilds every tinker model
+    that contains it, gives chunks a repr that shows the token count, and makes the
+    sampling client send pre-encoded request bodies. Calling it again does nothing.
+    """
+    global _state
+    with _lock:
+        if _state is not None:
+            return
+        import tinker.resources.sampling as sampling
+        from tinker import types
+
+        state = _State()
+        chunk_class = types.EncodedTextChunk
+        model_input = types.ModelInput
+        state.fields.append(_replace_annotation(chunk_class, "tokens", TokenIds))
+        chunks_annotation = model_input.model_fields["chunks"].annotation
+        state.fields.append(
+            _replace_annotation(
+                model_input,
+                "chunks",
+                Annotated[chunks_annotation, _make_chunks_serializer()],
+            )
+        )
+        for model in (chunk_class, model_input):
+            state.reprs.append((model, model.__dict__.get("__repr_args__", _MISSING)))
+            model.__repr_args__ = _chunk_repr_args  # type: ignore[method-assign]
+        state.rebuilt = [chunk_class, model_input, *_dependent_models([chunk_class, model_input])]
+        _rebuild(state.rebuilt)
+
+        state.sampling_module = sampling
+        state.sampling_model_dump = getattr(sampling, "model_dump")  # noqa: B009
+        setattr(sampling, "model_dump", _accelerated_model_dump)  # noqa: B010
+        _state = state
+        logger.info("tinker-accel enabled: %d tinker models rebuilt", len(state.rebuilt))
+
+
+def disable() -> None:
+    """Switch the accelerator off and restore tinker's own behaviour."""
+    global _state
+    with _lock:
+        state = _state
+        if state is None:
+            return
+        setattr(state.sampling_module, "model_dump", state.sampling_model_dump)  # noqa: B010
+        for model, repr_args in state.reprs:
+            if repr_args is _MISSING:
+                del model.__repr_args__
+            else:
+                model.__repr_args__ = repr_args  # type: ignore[method-assign]
+        for patch in reversed(state.fields):
+            _set_annotation(
+                patch.model,
+                patch.name,
+                patch.annotation,
+                patch.class_annotation,
+                patch.original_annotation,
+            )
+        _rebuild(state.rebuilt)
+        _state = None
+        logger.info("tinker-accel disabled")
+
+
+def request_body(request: BaseModel) -> bytes:
+    """Return the JSON body the accelerated client sends for a tinker ``SampleRequest``."""
+    return dumps_model(request, exclude_unset=False, exclude_none=True)

@@ -1,0 +1,505 @@
+//! Compact JSON arrays of integers, written without any Python types.
+//!
+//! The output of every function here is byte-identical to
+//! `json.dumps(values, separators=(",", ":")).encode()` for the same integers.
+
+use std::fmt;
+use std::ptr;
+
+/// Most bytes one item can take: a comma, a minus sign and 20 digits. (No 64-bit
+/// value needs both the sign and 20 digits, so this bound has one byte to spare.)
+const MAX_ITEM_BYTES: usize = 22;
+
+/// Values gathered from a buffer per block, so that formatting reads private memory.
+const BLOCK: usize = 256;
+
+static DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+static POWERS_OF_TEN: [u64; 20] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+    10_000_000_000_000,
+    100_000_000_000_000,
+    1_000_000_000_000_000,
+    10_000_000_000_000_000,
+    100_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+    10_000_000_000_000_000_000,
+];
+
+/// Returns the number of decimal digits of `value` (1 for zero).
+#[inline]
+#[must_use]
+pub fn decimal_len(value: u64) -> usize {
+    // 1233 / 4096 approximates log10(2), so `guess` is the digit count or one less.
+    // `value | 1` makes zero count as one digit and changes no other count, because
+    // every power of ten from 10 up is even.
+    let odd = value | 1;
+    let bits = 64 - odd.leading_zeros();
+    let guess = ((bits * 1233) >> 12) as usize;
+    guess + usize::from(odd >= POWERS_OF_TEN[guess])
+}
+
+/// Writes the digits of `value` so that the last one lands just before `end`.
+///
+/// # Safety
+/// `end - decimal_len(value)` up to `end` must be writable.
+#[inline]
+unsafe fn write_digits_backwards(mut value: u64, end: *mut u8) {
+    let mut cursor = end;
+    while value >= 100 {
+        let pair = (value % 100) as usize * 2;
+        value /= 100;
+        // SAFETY: the caller guarantees room for every digit of the original value,
+        // and each step writes two of them.
+        unsafe {
+            cursor = cursor.sub(2);
+            ptr::copy_nonoverlapping(DIGIT_PAIRS.as_ptr().add(pair), cursor, 2);
+        }
+    }
+    // SAFETY: one or two digits remain and the caller left room for them.
+    unsafe {
+        if value >= 10 {
+            cursor = cursor.sub(2);
+            ptr::copy_nonoverlapping(DIGIT_PAIRS.as_ptr().add(value as usize * 2), cursor, 2);
+        } else {
+            *cursor.sub(1) = b'0' + value as u8;
+        }
+    }
+}
+
+/// Integer element types that a buffer can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementType {
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+}
+
+impl ElementType {
+    /// Returns the type with the given signedness and size in bytes, if there is one.
+    #[must_use]
+    pub fn from_parts(signed: bool, size: usize) -> Option<Self> {
+        Some(match (signed, size) {
+            (true, 1) => Self::I8,
+            (false, 1) => Self::U8,
+            (true, 2) => Self::I16,
+            (false, 2) => Self::U16,
+            (true, 4) => Self::I32,
+            (false, 4) => Self::U32,
+            (true, 8) => Self::I64,
+            (false, 8) => Self::U64,
+            _ => return None,
+        })
+    }
+
+    /// Size of one element in bytes.
+    #[must_use]
+    pub fn size(self) -> usize {
+        match self {
+            Self::I8 | Self::U8 => 1,
+            Self::I16 | Self::U16 => 2,
+            Self::I32 | Self::U32 => 4,
+            Self::I64 | Self::U64 => 8,
+        }
+    }
+}
+
+/// Byte order of the elements in a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ByteOrder {
+    Little,
+    Big,
+}
+
+impl ByteOrder {
+    /// Byte order of the machine this code runs on.
+    pub const NATIVE: Self = if cfg!(target_endian = "big") {
+        Self::Big
+    } else {
+        Self::Little
+    };
+}
+
+/// Shape of a one-dimensional strided buffer: `len` elements, each `stride` bytes
+/// after the previous one (negative for reversed views, zero for broadcast ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub element: ElementType,
+    pub order: ByteOrder,
+    pub len: usize,
+    pub stride: isize,
+}
+
+/// Reasons a buffer or range cannot be encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// An element of the layout lies outside the memory it was given.
+    OutOfBounds { index: usize, buffer_len: usize },
+    /// A range value does not fit in a signed 64-bit integer.
+    RangeOverflow,
+    /// Text passed as a decimal number holds something other than an optional
+    /// minus sign and ASCII digits.
+    InvalidDecimal,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfBounds { index, buffer_len } => write!(
+                f,
+                "element {index} lies outside the buffer of {buffer_len} bytes"
+            ),
+            Self::RangeOverflow => {
+                f.write_str("range values do not fit in a signed 64-bit integer")
+            }
+            Self::InvalidDecimal => f.write_str("not a decimal integer"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Builder of one JSON array of integers.
+pub struct ArrayWriter {
+    out: Vec<u8>,
+    count: usize,
+}
+
+impl ArrayWriter {
+    /// Creates a writer sized for about `expected_items` short integers.
+    #[must_use]
+    pub fn with_capacity(expected_items: usize) -> Self {
+        // Token IDs of every vocabulary in use stay below 2^20: at most 7 digits and a comma.
+        Self::with_exact_capacity(expected_items.saturating_mul(8).saturating_add(2))
+    }
+
+    fn with_exact_capacity(bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(bytes.max(MAX_ITEM_BYTES + 2));
+        out.push(b'[');
+        Self { out, count: 0 }
+    }
+
+    /// Number of items written so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Returns whether no item has been written yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Makes room for one more item and returns the position where it starts, after
+    /// the separating comma if one is needed.
+    #[inline(always)]
+    fn start_item(&mut self) -> usize {
+        if self.out.capacity() - self.out.len() < MAX_ITEM_BYTES {
+            self.grow();
+        }
+        let mut at = self.out.len();
+        if self.count != 0 {
+            // SAFETY: the check above left at least MAX_ITEM_BYTES of spare capacity.
+            unsafe { *self.out.as_mut_ptr().add(at) = b',' };
+            at += 1;
+        }
+        self.count += 1;
+        at
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        self.out.reserve(MAX_ITEM_BYTES.max(self.out.len() / 2));
+    }
+
+    /// Writes `magnitude` at `at`, after a minus sign if `negative`, and ends the item.
+    ///
+    /// # Safety
+    /// `at` must come from `start_item` with nothing written since.
+    #[inline(always)]
+    unsafe fn finish_item(&mut self, mut at: usize, negative: bool, magnitude: u64) {
+        let base = self.out.as_mut_ptr();
+        // SAFETY: `start_item` left MAX_ITEM_BYTES of spare capacity past the old
+        // length, enough for the comma, the sign and 20 digits. Every byte up to the
+        // new length is written before `set_len` exposes it.
+        unsafe {
+            if negative {
+                *base.add(at) = b'-';
+                at += 1;
+            }
+            let end = at + decimal_len(magnitude);
+            write_digits_backwards(magnitude, base.add(end));
+            self.out.set_len(end);
+        }
+    }
+
+    /// Appends an unsigned integer.
+    #[inline]
+    pub fn push_u64(&mut self, value: u64) {
+        let at = self.start_item();
+        // SAFETY: `at` comes straight from `start_item`.
+        unsafe { self.finish_item(at, false, value) };
+    }
+
+    /// Appends a signed integer.
+    #[inline]
+    pub fn push_i64(&mut self, value: i64) {
+        let at = self.start_item();
+        // SAFETY: `at` comes straight from `start_item`.
+        unsafe { self.finish_item(at, value < 0, value.unsigned_abs()) };
+    }
+
+    /// Appends an integer given as decimal text, for values wider than 64 bits.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::InvalidDecimal`] unless `digits` is an optional `-`
+    /// followed by one or more ASCII digits.
+    pub fn push_decimal(&mut self, digits: &[u8]) -> Result<(), EncodeError> {
+        let body = digits.strip_prefix(b"-").unwrap_or(digits);
+        if body.is_empty() || !body.iter().all(u8::is_ascii_digit) {
+            return Err(EncodeError::InvalidDecimal);
+        }
+        if self.count != 0 {
+            self.out.push(b',');
+        }
+        self.count += 1;
+        self.out.extend_from_slice(digits);
+        Ok(())
+    }
+
+    /// Closes the array and returns its bytes.
+    #[must_use]
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(b']');
+        self.out
+    }
+}
+
+/// An element type that a buffer can hold, read from its raw bytes.
+trait Element: Copy {
+    /// Reads one element at `at`, which need not be aligned.
+    ///
+    /// # Safety
+    /// `at..at + size_of::<Self>()` must be readable.
+    unsafe fn load(at: *const u8, order: ByteOrder) -> Self;
+    /// Number of bytes the element takes in the output, without the comma.
+    fn json_len(self) -> usize;
+    fn push(self, writer: &mut ArrayWriter);
+}
+
+macro_rules! impl_element {
+    ($($ty:ty => $push:ident as $wide:ty),* $(,)?) => {$(
+        impl Element for $ty {
+            #[inline(always)]
+            unsafe fn load(at: *const u8, order: ByteOrder) -> Self {
+                // SAFETY: the caller guarantees size_of::<Self>() readable bytes at `at`, and
+                // `read_unaligned` has no alignment requirement.
+                let bytes = unsafe { ptr::read_unaligned(at.cast::<[u8; std::mem::size_of::<$ty>()]>()) };
+                match order {
+                    ByteOrder::Little => <$ty>::from_le_bytes(bytes),
+                    ByteOrder::Big => <$ty>::from_be_bytes(bytes),
+                }
+            }
+
+            #[inline(always)]
+            #[allow(unused_comparisons, clippy::cast_lossless, trivial_numeric_casts)]
+            fn json_len(self) -> usize {
+                let wide = self as $wide;
+                usize::from(wide < 0) + decimal_len((wide as i128).unsigned_abs() as u64)
+            }
+
+            #[inline(always)]
+            #[allow(clippy::cast_lossless, trivial_numeric_casts)]
+            fn push(self, writer: &mut ArrayWriter) {
+                writer.$push(self as $wide);
+            }
+        }
+    )*};
+}
+
+impl_element! {
+    i8 => push_i64 as i64,
+    u8 => push_u64 as u64,
+    i16 => push_i64 as i64,
+    u16 => push_u64 as u64,
+    i32 => push_i64 as i64,
+    u32 => push_u64 as u64,
+    i64 => push_i64 as i64,
+    u64 => push_u64 as u64,
+}
+
+/// Copies up to `BLOCK` elements starting at element `first` into `block`.
+///
+/// # Safety
+/// Every element `first..first + block.len()` of `layout` must be readable from `base`.
+#[inline(always)]
+unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, block: &mut [T]) {
+    for (offset, slot) in block.iter_mut().enumerate() {
+        let index = (first + offset) as isize;
+        // SAFETY: the caller guarantees the element is readable. A buffer that
+        // another thread writes meanwhile gives some value of the element type,
+        // never an out-of-bounds read, because the address depends only on `layout`.
+        *slot = unsafe { T::load(base.offset(index * layout.stride), layout.order) };
+    }
+}
+
+/// Encodes the elements of `layout` with two passes: one to size the output exactly,
+/// so large arrays take one allocation, and one to write it.
+///
+/// # Safety
+/// Every element of `layout` must be readable from `base` for the whole call.
+unsafe fn encode_elements<T: Element + Default>(base: *const u8, layout: Layout) -> Vec<u8> {
+    let mut block = [T::default(); BLOCK];
+    let mut total = 2 + layout.len.saturating_sub(1);
+    let mut first = 0;
+    while first < layout.len {
+        let count = BLOCK.min(layout.len - first);
+        // SAFETY: elements `first..first + count` are part of `layout`.
+        unsafe { gather(base, layout, first, &mut block[..count]) };
+        total += block[..count]
+            .iter()
+            .map(|value| value.json_len())
+            .sum::<usize>();
+        first += count;
+    }
+
+    // A concurrent writer can change the sizes between the passes; the writer then
+    // grows the vector instead of overflowing it, so the result is still valid JSON.
+    let mut writer = ArrayWriter::with_exact_capacity(total + MAX_ITEM_BYTES);
+    let mut first = 0;
+    while first < layout.len {
+        let count = BLOCK.min(layout.len - first);
+        // SAFETY: as above.
+        unsafe { gather(base, layout, first, &mut block[..count]) };
+        for value in &block[..count] {
+            value.push(&mut writer);
+        }
+        first += count;
+    }
+    writer.finish()
+}
+
+/// Encodes the elements of a strided buffer that starts at `base`.
+///
+/// # Safety
+/// For every `i < layout.len`, the `layout.element.size()` bytes at
+/// `base + i * layout.stride` must be readable for the whole call. Other threads may
+/// write them meanwhile: each element is read once, so the output stays a valid JSON
+/// array of `layout.len` integers.
+#[must_use]
+pub unsafe fn encode_raw(base: *const u8, layout: Layout) -> Vec<u8> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match layout.element {
+            ElementType::I8 => encode_elements::<i8>(base, layout),
+            ElementType::U8 => encode_elements::<u8>(base, layout),
+            ElementType::I16 => encode_elements::<i16>(base, layout),
+            ElementType::U16 => encode_elements::<u16>(base, layout),
+            ElementType::I32 => encode_elements::<i32>(base, layout),
+            ElementType::U32 => encode_elements::<u32>(base, layout),
+            ElementType::I64 => encode_elements::<i64>(base, layout),
+            ElementType::U64 => encode_elements::<u64>(base, layout),
+        }
+    }
+}
+
+/// Encodes the elements of `layout` whose first element starts at byte `start` of `memory`.
+///
+/// # Errors
+/// Returns [`EncodeError::OutOfBounds`] if any element does not lie inside `memory`.
+pub fn encode_buffer(memory: &[u8], start: usize, layout: Layout) -> Result<Vec<u8>, EncodeError> {
+    let size = layout.element.size();
+    let out_of_bounds = |index| EncodeError::OutOfBounds {
+        index,
+        buffer_len: memory.len(),
+    };
+    if layout.len > 0 {
+        // The lowest and highest addressed elements are the first and the last ones,
+        // in one order or the other depending on the sign of the stride.
+        let last = layout.len - 1;
+        for index in [0, last] {
+            let offset = isize::try_from(index)
+                .ok()
+                .and_then(|index| index.checked_mul(layout.stride))
+                .and_then(|delta| isize::try_from(start).ok()?.checked_add(delta))
+                .ok_or_else(|| out_of_bounds(index))?;
+            let fits = usize::try_from(offset)
+                .ok()
+                .and_then(|offset| offset.checked_add(size))
+                .is_some_and(|end| end <= memory.len());
+            if !fits {
+                return Err(out_of_bounds(index));
+            }
+        }
+    }
+    // SAFETY: the first and the last element lie inside `memory`, and every other
+    // element lies between them, so all of them are readable from the shared slice.
+    Ok(unsafe { encode_raw(memory.as_ptr().wrapping_add(start), layout) })
+}
+
+/// Encodes `len` values `start, start + step, ...`, as a Python `range` yields them.
+///
+/// # Errors
+/// Returns [`EncodeError::RangeOverflow`] if a value does not fit in an `i64`.
+pub fn encode_range(start: i64, step: i64, len: usize) -> Result<Vec<u8>, EncodeError> {
+    if len > 0 {
+        let last = i128::from(start) + i128::from(step) * (len as i128 - 1);
+        if i64::try_from(last).is_err() {
+            return Err(EncodeError::RangeOverflow);
+        }
+    }
+    let mut writer = ArrayWriter::with_capacity(len);
+    let mut value = start;
+    for index in 0..len {
+        writer.push_i64(value);
+        if index + 1 < len {
+            // Cannot overflow: the last value fits, and values move toward it.
+            value += step;
+        }
+    }
+    Ok(writer.finish())
+}
+
+/// Encodes a slice of signed integers.
+#[must_use]
+pub fn encode_i64s(values: &[i64]) -> Vec<u8> {
+    let mut writer = ArrayWriter::with_capacity(values.len());
+    for &value in values {
+        writer.push_i64(value);
+    }
+    writer.finish()
+}
+
+/// Encodes a slice of unsigned integers.
+#[must_use]
+pub fn encode_u64s(values: &[u64]) -> Vec<u8> {
+    let mut writer = ArrayWriter::with_capacity(values.len());
+    for &value in values {
+        writer.push_u64(value);
+    }
+    writer.finish()
+}

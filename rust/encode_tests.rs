@@ -1,0 +1,310 @@
+use crate::encode::{
+    decimal_len, encode_buffer, encode_i64s, encode_range, encode_u64s, ArrayWriter, ByteOrder,
+    ElementType, EncodeError, Layout,
+};
+
+/// The reference: what `json.dumps(values, separators=(",", ":"))` writes.
+fn reference<T: ToString>(values: &[T]) -> Vec<u8> {
+    let items: Vec<String> = values.iter().map(ToString::to_string).collect();
+    format!("[{}]", items.join(",")).into_bytes()
+}
+
+const BOUNDARIES: [u64; 12] = [
+    0,
+    9,
+    10,
+    99,
+    100,
+    999_999,
+    1_000_000,
+    (1 << 31) - 1,
+    1 << 31,
+    (1 << 32) - 1,
+    (1 << 63) - 1,
+    u64::MAX,
+];
+
+#[test]
+fn decimal_len_matches_formatting_at_every_power_of_ten() {
+    for power in 0..20u32 {
+        let value = 10u64.pow(power);
+        assert_eq!(decimal_len(value), value.to_string().len(), "10^{power}");
+        assert_eq!(
+            decimal_len(value - 1),
+            (value - 1).to_string().len().max(1),
+            "10^{power} - 1"
+        );
+    }
+    assert_eq!(decimal_len(u64::MAX), 20);
+    assert_eq!(decimal_len(0), 1);
+}
+
+#[test]
+fn every_value_below_2_pow_24_matches_to_string() {
+    // Exhaustive over the range every tokenizer vocabulary in use falls into.
+    let values: Vec<u64> = (0..1u64 << 24).collect();
+    let encoded = encode_u64s(&values);
+    let mut expected = Vec::with_capacity(encoded.len());
+    expected.push(b'[');
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            expected.push(b',');
+        }
+        expected.extend_from_slice(value.to_string().as_bytes());
+    }
+    expected.push(b']');
+    assert_eq!(encoded.len(), expected.len());
+    assert!(encoded == expected);
+}
+
+#[test]
+fn boundary_values_signed_and_unsigned() {
+    assert_eq!(encode_u64s(&BOUNDARIES), reference(&BOUNDARIES));
+    let signed: Vec<i64> = BOUNDARIES
+        .iter()
+        .flat_map(|&value| {
+            let value = value.min(i64::MAX as u64) as i64;
+            [value, -value]
+        })
+        .chain([i64::MIN, i64::MIN + 1, -1])
+        .collect();
+    assert_eq!(encode_i64s(&signed), reference(&signed));
+}
+
+#[test]
+fn empty_and_single_arrays() {
+    assert_eq!(encode_i64s(&[]), b"[]");
+    assert_eq!(encode_i64s(&[0]), b"[0]");
+    assert_eq!(encode_u64s(&[151_643, 872, 25]), b"[151643,872,25]");
+}
+
+#[test]
+fn writer_accepts_wide_decimals_and_rejects_other_text() {
+    let mut writer = ArrayWriter::with_capacity(0);
+    writer.push_i64(-1);
+    writer.push_decimal(b"1180591620717411303424").unwrap();
+    writer.push_decimal(b"-36893488147419103232").unwrap();
+    assert_eq!(
+        writer.push_decimal(b"12a"),
+        Err(EncodeError::InvalidDecimal)
+    );
+    assert_eq!(writer.push_decimal(b"-"), Err(EncodeError::InvalidDecimal));
+    assert_eq!(writer.push_decimal(b""), Err(EncodeError::InvalidDecimal));
+    assert_eq!(writer.len(), 3);
+    assert_eq!(
+        writer.finish(),
+        b"[-1,1180591620717411303424,-36893488147419103232]"
+    );
+}
+
+#[test]
+fn writer_grows_past_its_initial_capacity() {
+    let mut writer = ArrayWriter::with_capacity(1);
+    let values: Vec<i64> = (0..10_000).map(|value| i64::MIN + value).collect();
+    for &value in &values {
+        writer.push_i64(value);
+    }
+    assert_eq!(writer.finish(), reference(&values));
+}
+
+fn bytes_of(values: &[i64], element: ElementType, order: ByteOrder) -> Vec<u8> {
+    let size = element.size();
+    let mut memory = Vec::new();
+    for &value in values {
+        let little = value.to_le_bytes();
+        let mut item = little[..size].to_vec();
+        if order == ByteOrder::Big {
+            item.reverse();
+        }
+        memory.extend_from_slice(&item);
+    }
+    memory
+}
+
+/// Values that fit every element type, including each type's extremes.
+fn values_for(element: ElementType) -> Vec<i64> {
+    let (min, max): (i64, i64) = match element {
+        ElementType::I8 => (i8::MIN.into(), i8::MAX.into()),
+        ElementType::U8 => (0, u8::MAX.into()),
+        ElementType::I16 => (i16::MIN.into(), i16::MAX.into()),
+        ElementType::U16 => (0, u16::MAX.into()),
+        ElementType::I32 => (i32::MIN.into(), i32::MAX.into()),
+        ElementType::U32 => (0, u32::MAX.into()),
+        ElementType::I64 => (i64::MIN, i64::MAX),
+        ElementType::U64 => (0, i64::MAX),
+    };
+    let mut values = vec![min, max, 0, 1, 9, 10, 99, 100];
+    values.extend((0..600).map(|step| min.saturating_add(step * 7919)));
+    values.retain(|&value| value >= min && value <= max);
+    values
+}
+
+const ELEMENTS: [ElementType; 8] = [
+    ElementType::I8,
+    ElementType::U8,
+    ElementType::I16,
+    ElementType::U16,
+    ElementType::I32,
+    ElementType::U32,
+    ElementType::I64,
+    ElementType::U64,
+];
+
+#[test]
+fn buffers_of_every_type_and_byte_order() {
+    for element in ELEMENTS {
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let values = values_for(element);
+            let memory = bytes_of(&values, element, order);
+            let stride = element.size() as isize;
+            let layout = Layout {
+                element,
+                order,
+                len: values.len(),
+                stride,
+            };
+            assert_eq!(
+                encode_buffer(&memory, 0, layout).unwrap(),
+                reference(&values),
+                "{element:?} {order:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn u64_buffer_above_i64_max() {
+    let values = [u64::MAX, 1 << 63, 0];
+    let memory: Vec<u8> = values
+        .iter()
+        .flat_map(|value| value.to_be_bytes())
+        .collect();
+    let layout = Layout {
+        element: ElementType::U64,
+        order: ByteOrder::Big,
+        len: 3,
+        stride: 8,
+    };
+    assert_eq!(
+        encode_buffer(&memory, 0, layout).unwrap(),
+        reference(&values)
+    );
+}
+
+#[test]
+fn strided_reversed_and_broadcast_views() {
+    let values: Vec<i64> = (0..100).map(|value| value * 1_000_003 - 7).collect();
+    let memory = bytes_of(&values, ElementType::I32, ByteOrder::Little);
+
+    let every_third = Layout {
+        element: ElementType::I32,
+        order: ByteOrder::Little,
+        len: 34,
+        stride: 12,
+    };
+    let expected: Vec<i64> = values.iter().copied().step_by(3).collect();
+    assert_eq!(
+        encode_buffer(&memory, 0, every_third).unwrap(),
+        reference(&expected)
+    );
+
+    let reversed = Layout {
+        element: ElementType::I32,
+        order: ByteOrder::Little,
+        len: 100,
+        stride: -4,
+    };
+    let expected: Vec<i64> = values.iter().rev().copied().collect();
+    assert_eq!(
+        encode_buffer(&memory, 99 * 4, reversed).unwrap(),
+        reference(&expected)
+    );
+
+    let broadcast = Layout {
+        element: ElementType::I32,
+        order: ByteOrder::Little,
+        len: 5,
+        stride: 0,
+    };
+    assert_eq!(
+        encode_buffer(&memory, 4, broadcast).unwrap(),
+        reference(&[values[1]; 5])
+    );
+}
+
+#[test]
+fn layouts_outside_the_memory_are_rejected() {
+    let memory = [0u8; 16];
+    let layout = |len, stride| Layout {
+        element: ElementType::I32,
+        order: ByteOrder::Little,
+        len,
+        stride,
+    };
+    assert_eq!(
+        encode_buffer(&memory, 0, layout(5, 4)),
+        Err(EncodeError::OutOfBounds {
+            index: 4,
+            buffer_len: 16
+        })
+    );
+    assert_eq!(
+        encode_buffer(&memory, 0, layout(2, -4)),
+        Err(EncodeError::OutOfBounds {
+            index: 1,
+            buffer_len: 16
+        })
+    );
+    assert_eq!(
+        encode_buffer(&memory, 13, layout(1, 4)),
+        Err(EncodeError::OutOfBounds {
+            index: 0,
+            buffer_len: 16
+        })
+    );
+    assert!(encode_buffer(&memory, 0, layout(usize::MAX, isize::MAX)).is_err());
+    assert_eq!(encode_buffer(&memory, 16, layout(0, 4)).unwrap(), b"[]");
+}
+
+#[test]
+fn ranges_match_python_range() {
+    let cases: [(i64, i64, usize); 5] = [
+        (0, 1, 10),
+        (3, -4, 4),
+        (-5, 7, 0),
+        (i64::MAX - 2, 1, 3),
+        (i64::MIN, 1, 2),
+    ];
+    for (start, step, len) in cases {
+        let expected: Vec<i64> = (0..len as i64).map(|index| start + index * step).collect();
+        assert_eq!(
+            encode_range(start, step, len).unwrap(),
+            reference(&expected),
+            "{start} {step} {len}"
+        );
+    }
+    assert_eq!(
+        encode_range(i64::MAX, 1, 2),
+        Err(EncodeError::RangeOverflow)
+    );
+    assert_eq!(
+        encode_range(i64::MIN, -1, 2),
+        Err(EncodeError::RangeOverflow)
+    );
+}
+
+#[test]
+fn errors_display_what_went_wrong() {
+    let error = EncodeError::OutOfBounds {
+        index: 4,
+        buffer_len: 16,
+    };
+    assert_eq!(
+        error.to_string(),
+        "element 4 lies outside the buffer of 16 bytes"
+    );
+    assert_eq!(
+        EncodeError::RangeOverflow.to_string(),
+        "range values do not fit in a signed 64-bit integer"
+    );
+}

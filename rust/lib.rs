@@ -1,0 +1,14 @@
+//! Fast JSON encoding of token ID arrays for the tinker SDK.
+//!
+//! [`encode`] is plain Rust with no Python types, so `cargo test` exercises it
+//! without an interpreter. The PyO3 glue lives in `python.rs` behind the `python`
+//! feature, which maturin turns on when it builds the extension module.
+
+pub mod encode;
+
+#[cfg(feature = "python")]
+mod python;
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod encode_tests;

@@ -1,0 +1,427 @@
+//! PyO3 glue: turns Python inputs into calls of the plain Rust encoder.
+//!
+//! Lists, tuples and other sequences are read item by item with the GIL held,
+//! because reading a Python object needs it. Buffers and ranges are encoded with
+//! the GIL released.
+
+use std::ffi::{c_int, CStr};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, Layout};
+
+/// Longest part of a value's `repr` quoted in an error message.
+const MAX_REPR_CHARS: usize = 60;
+
+const ACCEPTED: &str =
+    "a list, tuple or range of ints, a sequence of ints, or a 1-D buffer of integers";
+
+/// Returns `repr(value)` cut to a length that keeps error messages readable.
+fn short_repr(value: &Bound<'_, PyAny>) -> String {
+    let text = value
+        .repr()
+        .map_or_else(|_| "<repr failed>".to_owned(), |repr| repr.to_string());
+    if text.chars().count() <= MAX_REPR_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(MAX_REPR_CHARS).collect();
+    format!("{cut}...")
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map_or_else(|_| "<unknown>".to_owned(), |name| name.to_string())
+}
+
+fn invalid_token(index: usize, item: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "invalid token at index {index}: expected an int, got {} {}",
+        type_name(item),
+        short_repr(item)
+    ))
+}
+
+/// Appends one Python int (exact type) to `writer`.
+fn push_exact_int(writer: &mut ArrayWriter, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let mut overflow: c_int = 0;
+    // SAFETY: `value` is a live int object and the GIL is held.
+    let small = unsafe { ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &raw mut overflow) };
+    if overflow == 0 {
+        if small == -1 {
+            if let Some(error) = PyErr::take(value.py()) {
+                return Err(error);
+            }
+        }
+        writer.push_i64(small);
+        return Ok(());
+    }
+    if overflow > 0 {
+        if let Ok(large) = value.extract::<u64>() {
+            writer.push_u64(large);
+            return Ok(());
+        }
+    }
+    // Wider than 64 bits: Python's own digits, as `json.dumps` writes them. `str`
+    // raises ValueError past the interpreter's digit limit, as `json.dumps` does.
+    let digits = value.str()?;
+    writer
+        .push_decimal(digits.to_str()?.as_bytes())
+        .map_err(|error| PyValueError::new_err(format!("int has no decimal form: {error}")))
+}
+
+/// Appends one sequence item to `writer`, converting it as `operator.index` does.
+fn push_item(writer: &mut ArrayWriter, index: usize, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    let raw = item.as_ptr();
+    // SAFETY: `raw` is a live object and the GIL is held for both checks.
+    if unsafe { ffi::PyLong_CheckExact(raw) } != 0 {
+        return push_exact_int(writer, item);
+    }
+    // SAFETY: as above.
+    if unsafe { ffi::PyIndex_Check(raw) } == 0 {
+        return Err(invalid_token(index, item));
+    }
+    // `__index__` of an int subclass, bool, IntEnum or numpy integer. Since Python 3.10
+    // the result is always an exact int. An error it raises is passed on unchanged.
+    // SAFETY: `raw` is live, the GIL is held, and a null result means a Python error is set.
+    let converted = unsafe { Bound::from_owned_ptr_or_err(item.py(), ffi::PyNumber_Index(raw))? };
+    push_exact_int(writer, &converted)
+}
+
+/// Encodes a list. Its size is read again after any call that can run Python code,
+/// so a list changed by an item's `__index__` behaves as under Python's list iterator.
+fn encode_list(list: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let py = list.py();
+    let raw = list.as_ptr();
+    // SAFETY: `raw` is an exact list and the GIL is held.
+    let mut size = unsafe { ffi::PyList_Size(raw) };
+    let mut writer = ArrayWriter::with_capacity(size.max(0) as usize);
+    let mut index: isize = 0;
+    while index < size {
+        // SAFETY: `index < size` and nothing has run Python code since `size` was read,
+        // so the item exists. The reference is borrowed: the list keeps the item alive
+        // as long as no Python code runs.
+        let item = unsafe { ffi::PyList_GetItem(raw, index) };
+        // SAFETY: `item` is live and the GIL is held.
+        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && push_small_int(&mut writer, item) {
+            index += 1;
+            continue;
+        }
+        // SAFETY: as above. The strong reference keeps the item alive while its
+        // `__index__` runs, which may change the list.
+        let item = unsafe { Bound::from_borrowed_ptr(py, item) };
+        push_item(&mut writer, index as usize, &item)?;
+        // SAFETY: as above.
+        size = unsafe { ffi::PyList_Size(raw) };
+        index += 1;
+    }
+    Ok(writer.finish())
+}
+
+/// Appends an exact int that fits in an `i64`, or returns false and appends nothing.
+#[inline(always)]
+fn push_small_int(writer: &mut ArrayWriter, item: *mut ffi::PyObject) -> bool {
+    let mut overflow: c_int = 0;
+    // SAFETY: `item` is a live int and the GIL is held. Converting an exact int runs
+    // no Python code, and -1 with no overflow is a valid value because an int
+    // conversion cannot fail for any other reason.
+    let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(item, &raw mut overflow) };
+    if overflow != 0 {
+        return false;
+    }
+    writer.push_i64(value);
+    true
+}
+
+fn encode_tuple(tuple: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let py = tuple.py();
+    // SAFETY: `tuple` is an exact tuple and the GIL is held.
+    let size = unsafe { ffi::PyTuple_Size(tuple.as_ptr()) }.max(0) as usize;
+    let mut writer = ArrayWriter::with_capacity(size);
+    for index in 0..size {
+        // SAFETY: tuples are immutable and `index < size`.
+        let item = unsafe { ffi::PyTuple_GetItem(tuple.as_ptr(), index as isize) };
+        // SAFETY: `item` is live and the GIL is held.
+        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && push_small_int(&mut writer, item) {
+            continue;
+        }
+        // SAFETY: the tuple keeps the item alive.
+        let item = unsafe { Bound::from_borrowed_ptr(py, item) };
+        push_item(&mut writer, index, &item)?;
+    }
+    Ok(writer.finish())
+}
+
+/// Encodes any other iterable sequence through its iterator.
+fn encode_iterable(sequence: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let mut writer = ArrayWriter::with_capacity(sequence.len().unwrap_or(0));
+    for (index, item) in sequence.try_iter()?.enumerate() {
+        push_item(&mut writer, index, &item?)?;
+    }
+    Ok(writer.finish())
+}
+
+/// Encodes a `range` without creating its items, if its values fit in 64 bits.
+fn encode_range(py: Python<'_>, range: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    let start = range.getattr("start")?.extract::<i64>();
+    let step = range.getattr("step")?.extract::<i64>();
+    let len = range.len();
+    let (Ok(start), Ok(step), Ok(len)) = (start, step, len) else {
+        return Ok(None);
+    };
+    Ok(py.detach(|| encode::encode_range(start, step, len)).ok())
+}
+
+/// An exported buffer, released when dropped.
+struct BufferView {
+    view: ffi::Py_buffer,
+}
+
+impl BufferView {
+    fn get(object: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view = ffi::Py_buffer::new();
+        // SAFETY: the GIL is held and `view` is writable. On success the exporter
+        // keeps the memory alive and in place until `PyBuffer_Release`.
+        let status = unsafe {
+            ffi::PyObject_GetBuffer(object.as_ptr(), &raw mut view, ffi::PyBUF_RECORDS_RO)
+        };
+        if status != 0 {
+            return Err(PyErr::fetch(object.py()));
+        }
+        Ok(Self { view })
+    }
+}
+
+impl Drop for BufferView {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled by a successful `PyObject_GetBuffer`. Every
+        // `BufferView` is dropped while the thread holds the GIL, because it is
+        // created and used only in functions that take a `Python` token.
+        unsafe { ffi::PyBuffer_Release(&raw mut self.view) };
+    }
+}
+
+/// Parses a struct-module format string of one integer item into its signedness and
+/// byte order. The item size comes from the buffer's `itemsize`, because native
+/// codes such as `l` differ in size between platforms.
+fn parse_format(format: &str) -> Result<(bool, ByteOrder), String> {
+    let (order, code) = match format.as_bytes() {
+        [code] => (ByteOrder::NATIVE, *code),
+        [b'@' | b'=', code] => (ByteOrder::NATIVE, *code),
+        [b'<', code] => (ByteOrder::Little, *code),
+        [b'>' | b'!', code] => (ByteOrder::Big, *code),
+        _ => return Err(format!("unsupported buffer format {format:?}")),
+    };
+    let signed = match code {
+        b'b' | b'h' | b'i' | b'l' | b'q' | b'n' => true,
+        b'B' | b'H' | b'I' | b'L' | b'Q' | b'N' => false,
+        b'?' => return Err(format!("unsupported buffer format {format:?} (bool)")),
+        b'e' | b'f' | b'd' | b'g' => {
+            return Err(format!(
+                "unsupported buffer format {format:?} (floating point)"
+            ))
+        }
+        _ => return Err(format!("unsupported buffer format {format:?}")),
+    };
+    Ok((signed, order))
+}
+
+/// Raw pointer to buffer memory that may cross into code running without the GIL.
+struct SendPtr(*const u8);
+
+// SAFETY: the pointer is only read, and only while the `BufferView` that keeps the
+// memory exported is alive on the calling thread (see `encode_buffer`).
+unsafe impl Send for SendPtr {}
+
+/// Encodes an exported buffer, or returns `None` for a buffer of Python objects
+/// (numpy's object arrays), whose items must go through `operator.index`.
+fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>> {
+    let view = &buffer.view;
+    if view.ndim != 1 {
+        let shape = if view.shape.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: a filled view with a shape has `ndim` shape entries.
+            unsafe { std::slice::from_raw_parts(view.shape, view.ndim.max(0) as usize) }.to_vec()
+        };
+        let shape: Vec<String> = shape.iter().map(ToString::to_string).collect();
+        let shape = match shape.as_slice() {
+            [single] => format!("({single},)"),
+            _ => format!("({})", shape.join(", ")),
+        };
+        return Err(PyValueError::new_err(format!(
+            "expected a 1-D buffer of token IDs, got a {}-D buffer of shape {shape}",
+            view.ndim
+        )));
+    }
+    let format = if view.format.is_null() {
+        "B".to_owned()
+    } else {
+        // SAFETY: the exporter fills `format` with a NUL-terminated string that lives
+        // as long as the view.
+        unsafe { CStr::from_ptr(view.format) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    if format == "O" {
+        return Ok(None);
+    }
+    let (signed, order) = parse_format(&format)
+        .map_err(|reason| PyTypeError::new_err(format!("{reason}: expected integer items")))?;
+    let itemsize = usize::try_from(view.itemsize).unwrap_or(0);
+    let element = ElementType::from_parts(signed, itemsize).ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "unsupported item size {itemsize} for buffer format {format:?}"
+        ))
+    })?;
+    // SAFETY: `ndim == 1` and PyBUF_RECORDS_RO asked for shape and strides, so both
+    // arrays have one entry (CPython fills `strides` for every exporter at this level).
+    let len = usize::try_from(unsafe { *view.shape }).unwrap_or(0);
+    let stride = if view.strides.is_null() {
+        view.itemsize
+    } else {
+        // SAFETY: as above.
+        unsafe { *view.strides }
+    };
+    let layout = Layout {
+        element,
+        order,
+        len,
+        stride,
+    };
+    let base = SendPtr(view.buf.cast::<u8>().cast_const());
+    // SAFETY: the exporter promises that every element of the 1-D view is readable
+    // until `PyBuffer_Release`, which runs when `buffer` drops after this call.
+    // Writers on other threads may change values meanwhile; `encode_raw` tolerates
+    // that and never reads outside the elements of the layout.
+    let encoded = py.detach(move || {
+        let base = base;
+        unsafe { encode::encode_raw(base.0, layout) }
+    });
+    drop(buffer);
+    Ok(Some(encoded))
+}
+
+fn has_buffer(object: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: the GIL is held and `object` is live.
+    unsafe { ffi::PyObject_CheckBuffer(object.as_ptr()) != 0 }
+}
+
+fn is_sequence(object: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: the GIL is held and `object` is live.
+    unsafe { ffi::PySequence_Check(object.as_ptr()) != 0 }
+}
+
+fn unsupported(object: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!("expected {ACCEPTED}, got {}", type_name(object)))
+}
+
+fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let raw = tokens.as_ptr();
+    // SAFETY: the GIL is held and `raw` is live for the type checks below.
+    unsafe {
+        if ffi::PyList_CheckExact(raw) != 0 {
+            return encode_list(tokens);
+        }
+        if ffi::PyTuple_CheckExact(raw) != 0 {
+            return encode_tuple(tokens);
+        }
+        if ffi::PyRange_Check(raw) != 0 {
+            if let Some(encoded) = encode_range(py, tokens)? {
+                return Ok(encoded);
+            }
+            return encode_iterable(tokens);
+        }
+    }
+    if tokens.is_instance_of::<PyString>() {
+        return Err(unsupported(tokens));
+    }
+    if has_buffer(tokens) {
+        return match BufferView::get(tokens) {
+            Ok(buffer) => match encode_buffer(py, buffer)? {
+                Some(encoded) => Ok(encoded),
+                None => encode_iterable(tokens),
+            },
+            // numpy object arrays refuse to export a buffer but hold Python objects.
+            Err(_) if is_sequence(tokens) => encode_iterable(tokens),
+            Err(error) => Err(error),
+        };
+    }
+    // torch tensors and other array-likes convert to a numpy array without a copy.
+    if tokens.hasattr("__array__")? {
+        let array = tokens.call_method0("__array__")?;
+        if has_buffer(&array) {
+            if let Some(encoded) = encode_buffer(py, BufferView::get(&array)?)? {
+                return Ok(encoded);
+            }
+            return encode_iterable(&array);
+        }
+        return Err(unsupported(tokens));
+    }
+    if is_sequence(tokens) {
+        return encode_iterable(tokens);
+    }
+    Err(unsupported(tokens))
+}
+
+/// Encode token IDs as a compact JSON array.
+#[pyfunction]
+fn encode_tokens<'py>(
+    py: Python<'py>,
+    tokens: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let encoded = encode_any(py, tokens)?;
+    Ok(PyBytes::new(py, &encoded))
+}
+
+/// Return a new list of exact ints from a list or tuple of token IDs, converting
+/// each item as `operator.index` does. Other inputs raise TypeError.
+#[pyfunction]
+fn tokens_to_list<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let raw = tokens.as_ptr();
+    // SAFETY: the GIL is held and `raw` is live.
+    let accepted = unsafe { ffi::PyList_CheckExact(raw) != 0 || ffi::PyTuple_CheckExact(raw) != 0 };
+    if !accepted {
+        return Err(unsupported(tokens));
+    }
+    // A shallow copy in C, then only the items that are not exact ints are replaced.
+    // The copy is private, so no other code can change it while items convert.
+    // SAFETY: `raw` is a list or tuple; a null result means a Python error is set.
+    let copy = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PySequence_List(raw))? };
+    // SAFETY: `copy` is a new list.
+    let size = unsafe { ffi::PyList_Size(copy.as_ptr()) };
+    for index in 0..size {
+        // SAFETY: `index < size` and only this loop changes `copy`, keeping its size.
+        let item = unsafe { ffi::PyList_GetItem(copy.as_ptr(), index) };
+        // SAFETY: `item` is live and the GIL is held.
+        if unsafe { ffi::PyLong_CheckExact(item) } != 0 {
+            continue;
+        }
+        // SAFETY: the copy keeps `item` alive until it is replaced below.
+        let item = unsafe { Bound::from_borrowed_ptr(py, item) };
+        // SAFETY: `item` is live and the GIL is held.
+        if unsafe { ffi::PyIndex_Check(item.as_ptr()) } == 0 {
+            return Err(invalid_token(index as usize, &item));
+        }
+        // SAFETY: a null result means a Python error is set.
+        let converted =
+            unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(item.as_ptr()))? };
+        // SAFETY: `index` is in range; `PyList_SetItem` takes over the new reference.
+        if unsafe { ffi::PyList_SetItem(copy.as_ptr(), index, converted.into_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(copy)
+}
+
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(encode_tokens, module)?)?;
+    module.add_function(wrap_pyfunction!(tokens_to_list, module)?)?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+"""encode_tokens against the json.dumps reference, for every accepted input kind."""
+
+from __future__ import annotations
+
+import array
+import enum
+import json
+import operator
+import sys
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from tinker_accel import encode_tokens
+
+
+def reference(tokens: Any) -> bytes:
+    items = [operator.index(token) for token in tokens]
+    return json.dumps(items, separators=(",", ":")).encode()
+
+
+BOUNDARIES = [0, 9, 10, 99, 100, 999_999, 1_000_000, 2**31 - 1, 2**31, 2**32 - 1, 2**63 - 1]
+SIGNED = BOUNDARIES + [-value for value in BOUNDARIES] + [-(2**63)]
+WIDE = [2**64 - 1, 2**64, -(2**63) - 1, 2**100, -(2**100), 10**300]
+
+
+class Color(enum.IntEnum):
+    RED = 151643
+
+
+class MyInt(int):
+    def __repr__(self) -> str:
+        return "MyInt"
+
+
+class Indexable:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def test_doc_example() -> None:
+    assert encode_tokens([151643, 872, 25]) == b"[151643,872,25]"
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        [],
+        (),
+        [0],
+        SIGNED,
+        tuple(SIGNED),
+        WIDE,
+        [True, False, 1],
+        [Color.RED, MyInt(5), Indexable(-7), np.int64(2**62), np.uint64(2**64 - 1)],
+    ],
+)
+def test_lists_and_tuples(tokens: Any) -> None:
+    assert encode_tokens(tokens) == reference(tokens)
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [range(0), range(10), range(5, -20, -3), range(2**63 - 3, 2**63), range(2**64, 2**64 + 3)],
+)
+def test_ranges(tokens: range) -> None:
+    assert encode_tokens(tokens) == reference(tokens)
+
+
+@pytest.mark.parametrize("typecode", list("bBhHiIlLqQ"))
+def test_array_array_typecodes(typecode: str) -> None:
+    info = array.array(typecode)
+    bits = info.itemsize * 8
+    signed = typecode.islower()
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    values = [low, high, 0, 1, 9, 10] + [value for value in SIGNED if low <= value <= high]
+    tokens = array.array(typecode, values)
+    assert encode_tokens(tokens) == reference(values)
+
+
+INTEGER_DTYPES = ["i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8"]
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_numpy_dtypes_and_byte_orders(dtype: str, order: str) -> None:
+    info = np.iinfo(dtype)
+    values = [int(info.min), int(info.max), 0, 1, 9, 10] + [
+        value for value in SIGNED if info.min <= value <= info.max
+    ]
+    tokens = np.array(values, dtype=order + dtype)
+    assert encode_tokens(tokens) == reference(values)
+
+
+def test_numpy_strided_reversed_and_broadcast() -> None:
+    base = np.arange(-500, 500, dtype=np.int64) * 1_000_003
+    views = [
+        base[::3],
+        base[::-1],
+        base[::-7],
+        base[5:6],
+        base[:0],
+        np.broadcast_to(np.int32(42), (10,)),
+        base.reshape(10, 100)[:, 3],
+        base.astype(">i4")[::-2],
+    ]
+    for view in views:
+        assert encode_tokens(view) == reference(view.tolist())
+
+
+def test_read_only_and_memoryview_inputs() -> None:
+    tokens = np.arange(1000, dtype=np.uint32)
+    tokens.setflags(write=False)
+    assert encode_tokens(tokens) == reference(tokens.tolist())
+    view = memoryview(array.array("q", [1, -2, 3]))
+    assert encode_tokens(view) == b"[1,-2,3]"
+    assert encode_tokens(view[::-1]) == b"[3,-2,1]"
+    assert encode_tokens(memoryview(b"ab")) == b"[97,98]"
+    assert encode_tokens(bytearray(b"\x00\xff")) == b"[0,255]"
+
+
+def test_object_array_and_other_sequences() -> None:
+    objects = np.array([1, 2**70, Color.RED], dtype=object)
+    assert encode_tokens(objects) == reference(objects)
+    assert encode_tokens(deque([3, 4])) == b"[3,4]"
+
+
+def test_array_like_through_dunder_array() -> None:
+    class TensorLike:
+        """Stands in for a CPU torch tensor, which converts through __array__."""
+
+        def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+            return np.array([5, 6, 7], dtype=np.int64)
+
+    assert encode_tokens(TensorLike()) == b"[5,6,7]"
+
+
+def test_list_mutated_by_index_behaves_like_iteration() -> None:
+    tokens: list[Any] = [1, 2, 3]
+
+    class Shrinks:
+        def __index__(self) -> int:
+            del tokens[2:]
+            return 9
+
+    tokens[1] = Shrinks()
+    assert encode_tokens(tokens) == b"[1,9]"
+
+
+def test_int_beyond_digit_limit_raises_like_json() -> None:
+    huge = 10 ** (sys.get_int_max_str_digits() + 1)
+    with pytest.raises(ValueError, match="digits"):
+        json.dumps([huge])
+    with pytest.raises(ValueError, match="digits"):
+        encode_tokens([huge])
+
+
+@given(st.lists(st.integers(min_value=-(2**70), max_value=2**70)))
+def test_random_int_lists(tokens: list[int]) -> None:
+    assert encode_tokens(tokens) == reference(tokens)
+    assert encode_tokens(tuple(tokens)) == reference(tokens)
+
+
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from(
+            [np.dtype(order + code) for code in INTEGER_DTYPES for order in "<>"]
+        ),
+        shape=st.integers(min_value=0, max_value=300),
+    ),
+    st.integers(min_value=-4, max_value=4).filter(bool),
+)
+def test_random_numpy_arrays(tokens: np.ndarray, step: int) -> None:
+    view = tokens[::step]
+    assert encode_tokens(view) == reference(view.tolist())

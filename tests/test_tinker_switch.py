@@ -1,0 +1,267 @@
+"""The tinker switch: what enable() changes, what disable() restores, and the rule
+that an accelerated body is the stock body."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from typing import Any
+
+import pydantic
+import pytest
+import tinker.resources.sampling as sampling_resource
+import tinker_accel
+from tinker import types
+from tinker.types._pydantic_types.tensor_data import TensorData
+from tinker_accel import request_body, stock_dumps
+
+
+def stock_body(request: types.SampleRequest) -> bytes:
+    """The body stock tinker sends: its resource's model_dump, then httpx's json encoding."""
+    return stock_dumps(request, exclude_unset=False, exclude_none=True)
+
+
+def full_request(tokens: list[int]) -> types.SampleRequest:
+    """A SampleRequest with every field set and every chunk kind in its prompt."""
+    prompt = types.ModelInput(
+        chunks=[
+            types.EncodedTextChunk(tokens=tokens),
+            types.ImageChunk(data=b"\x89PNG\r\n", format="png", expected_tokens=4),
+            types.ImageAssetPointerChunk(
+                location="tinker://image/1", format="jpeg", expected_tokens=2
+            ),
+            types.EncodedTextChunk(tokens=(7, 8, 9)),
+        ]
+    )
+    return types.SampleRequest(
+        num_samples=3,
+        prompt=prompt,
+        sampling_params=types.SamplingParams(
+            max_tokens=128, seed=2**40, stop=[151643, 25], temperature=0.7, top_k=50, top_p=0.95
+        ),
+        base_model="Qwen/Qwen3-8B",
+        model_path="tinker://run/weights/7",
+        sampling_session_id="sess-ü-1",
+        seq_id=4,
+        prompt_logprobs=True,
+        topk_prompt_logprobs=5,
+        topk_sample_logprobs=2,
+        target_prompt_logprobs=TensorData(data=[1, -1, 3, 4], dtype="int64", shape=[2, 2]),
+        prompt_alt_tokens_k=1,
+        prompt_logprobs_last_n=16,
+        record_stability_info=False,
+    )
+
+
+TOKENS = [0, 9, 10, 151643, 199_999, 2**31 - 1, *range(1000, 3000)]
+
+
+def test_switch_state() -> None:
+    assert not tinker_accel.is_enabled()
+    tinker_accel.enable()
+    tinker_accel.enable()
+    assert tinker_accel.is_enabled()
+    tinker_accel.disable()
+    tinker_accel.disable()
+    assert not tinker_accel.is_enabled()
+
+
+def test_every_field_byte_identical() -> None:
+    request = full_request(TOKENS)
+    stock = stock_body(request)
+    tinker_accel.enable()
+    accelerated = request_body(request)
+    assert accelerated == stock
+    assert json.loads(accelerated)["prompt"]["chunks"][0]["tokens"] == TOKENS
+
+
+def test_request_built_before_enable_uses_encoder(accelerated: None) -> None:
+    # Parents built before enable() must not keep the old serializer: the encoder's
+    # error for a bad token shows that the new one ran for a SampleRequest.
+    chunk = types.EncodedTextChunk.model_construct(tokens=[1, 2, 3.5])
+    request = types.SampleRequest(
+        prompt=types.ModelInput(chunks=[chunk]), sampling_params=types.SamplingParams()
+    )
+    with pytest.raises(
+        TypeError, match=r"invalid token at index 2: expected an int, got float 3\.5"
+    ):
+        request_body(request)
+
+
+def _models_with_tokens() -> list[type[pydantic.BaseModel]]:
+    from tinker_accel._tinker import _tinker_models
+
+    return [
+        model
+        for model in _tinker_models()
+        if "EncodedTextChunk" in repr(model.__pydantic_core_schema__)
+    ]
+
+
+def test_every_tinker_model_with_tokens_is_rebuilt() -> None:
+    # Import the models that hold a ModelInput deeper down before enabling, so that
+    # enable() has to find and rebuild them.
+    pydantic_datum = pytest.importorskip("tinker.types._pydantic_types.forward_backward_input")
+    tinker_accel.enable()
+    containing = _models_with_tokens()
+    assert types.SampleRequest in containing
+    assert pydantic_datum.ForwardBackwardInput in containing
+    for model in containing:
+        assert "_StockPythonMode" in repr(model.__pydantic_core_schema__), model.__name__
+    tinker_accel.disable()
+    for model in containing:
+        assert "_StockPythonMode" not in repr(model.__pydantic_core_schema__), model.__name__
+
+
+def test_model_defined_after_enable_uses_encoder(accelerated: None) -> None:
+    class Episode(pydantic.BaseModel):
+        prompt: types.ModelInput
+
+    episode = Episode(prompt=types.ModelInput.from_ints([5, 6]))
+    assert "_StockPythonMode" in repr(Episode.__pydantic_core_schema__)
+    assert (
+        tinker_accel.dumps_model(episode)
+        == b'{"prompt":{"chunks":[{"tokens":[5,6],"type":"encoded_text"}]}}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("temperature", float("nan")), ("top_p", float("inf")), ("temperature", float("-inf"))],
+)
+def test_non_finite_sampling_params_rejected_like_stock(field: str, value: float) -> None:
+    params = types.SamplingParams(max_tokens=4, **{field: value})
+    request = types.SampleRequest(prompt=types.ModelInput.from_ints([1, 2]), sampling_params=params)
+    with pytest.raises(ValueError, match="Out of range float") as stock_error:
+        stock_body(request)
+    tinker_accel.enable()
+    with pytest.raises(ValueError, match="Out of range float") as accelerated_error:
+        request_body(request)
+    assert str(accelerated_error.value) == str(stock_error.value)
+    assert "Out of range float values are not JSON compliant" in str(stock_error.value)
+
+
+def test_non_finite_tensor_data_rejected_like_stock() -> None:
+    request = full_request([1, 2]).model_copy(
+        update={"target_prompt_logprobs": TensorData(data=[1.0, float("nan")], dtype="float32")}
+    )
+    with pytest.raises(ValueError, match="Out of range float"):
+        stock_body(request)
+    tinker_accel.enable()
+    with pytest.raises(ValueError, match="Out of range float"):
+        request_body(request)
+
+
+def test_repr_shows_count_not_tokens(accelerated: None) -> None:
+    chunk = types.EncodedTextChunk(tokens=list(range(100_000)))
+    assert repr(chunk) == "EncodedTextChunk(tokens=<100000 tokens>, type='encoded_text')"
+    model_input = types.ModelInput(chunks=[chunk, types.EncodedTextChunk(tokens=[1])])
+    assert repr(model_input) == (
+        "ModelInput(chunks=[EncodedTextChunk(tokens=<100000 tokens>, type='encoded_text'), "
+        "EncodedTextChunk(tokens=<1 tokens>, type='encoded_text')])"
+    )
+
+
+def test_disable_restores_stock_behaviour() -> None:
+    stock_annotation = types.EncodedTextChunk.model_fields["tokens"].annotation
+    stock_dump = sampling_resource.model_dump
+    stock_repr = repr(types.EncodedTextChunk(tokens=[1, 2]))
+    stock_schema = repr(types.SampleRequest.__pydantic_core_schema__)
+
+    tinker_accel.enable()
+    assert sampling_resource.model_dump is not stock_dump
+    tinker_accel.disable()
+
+    assert types.EncodedTextChunk.model_fields["tokens"].annotation == stock_annotation
+    assert sampling_resource.model_dump is stock_dump
+    assert repr(types.EncodedTextChunk(tokens=[1, 2])) == stock_repr
+    assert "_StockPythonMode" not in repr(types.SampleRequest.__pydantic_core_schema__)
+    assert repr(types.SampleRequest.__pydantic_core_schema__).count(
+        "function"
+    ) == stock_schema.count("function")
+    request = full_request(TOKENS)
+    assert stock_body(request) == stock_dumps(request, exclude_none=True)
+
+
+def test_sampling_resource_sends_bytes_when_enabled(accelerated: None) -> None:
+    request = full_request(TOKENS)
+    body = sampling_resource.model_dump(
+        request, exclude_unset=False, exclude_none=True, mode="json"
+    )
+    assert isinstance(body, bytes)
+    assert body == request_body(request)
+    python_mode = sampling_resource.model_dump(request, exclude_none=True)
+    assert isinstance(python_mode, dict)
+
+
+@pytest.fixture
+def reloaded_chunk_class() -> type[pydantic.BaseModel]:
+    """A second copy of EncodedTextChunk, as notebook autoreload produces."""
+    import tinker.types.encoded_text_chunk as module
+
+    original = module.EncodedTextChunk
+    importlib.reload(module)
+    copy = module.EncodedTextChunk
+    module.EncodedTextChunk = original  # type: ignore[misc]
+    assert copy is not original
+    return copy
+
+
+def test_foreign_chunk_serializes_like_real_one(
+    reloaded_chunk_class: type[pydantic.BaseModel], accelerated: None
+) -> None:
+    tokens = list(range(5000))
+    real = full_request(tokens)
+    foreign_prompt = types.ModelInput.model_construct(
+        chunks=[reloaded_chunk_class(tokens=tokens), *real.prompt.chunks[1:]]
+    )
+    foreign = real.model_copy(update={"prompt": foreign_prompt})
+
+    repr_calls = 0
+
+    def counting_repr_args(self: Any) -> Any:
+        nonlocal repr_calls
+        repr_calls += 1
+        return pydantic.BaseModel.__repr_args__(self)
+
+    reloaded_chunk_class.__repr_args__ = counting_repr_args  # type: ignore[method-assign]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        body = request_body(foreign)
+        dumped = foreign.model_dump(mode="json", exclude_none=True)
+    assert body == request_body(real)
+    assert dumped == real.model_dump(mode="json", exclude_none=True)
+    # The stock path formats the chunk's repr once per token; this one never does.
+    assert repr_calls == 0
+
+
+def test_foreign_chunk_with_bad_token(
+    reloaded_chunk_class: type[pydantic.BaseModel], accelerated: None
+) -> None:
+    chunk = reloaded_chunk_class.model_construct(tokens=[*range(3000), "oops"])
+    request = types.SampleRequest(
+        prompt=types.ModelInput.model_construct(chunks=[chunk]),
+        sampling_params=types.SamplingParams(),
+    )
+    with pytest.raises(
+        TypeError, match="invalid token at index 3000: expected an int, got str 'oops'"
+    ):
+        request_body(request)
+
+
+def test_environment_variable_enables_on_import() -> None:
+    code = "import tinker_accel; print(tinker_accel.is_enabled())"
+    environment = {**os.environ, "TINKER_ACCEL": "1"}
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
+    assert output.stdout.strip() == "True"
+    environment["TINKER_ACCEL"] = "0"
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
+    assert output.stdout.strip() == "False"

@@ -111,11 +111,20 @@ def test_dumps_model_raises_encoder_type_error() -> None:
         dumps_model(model)
 
 
-def test_user_string_like_placeholder_is_kept() -> None:
+@pytest.mark.parametrize("text", ["0", "1", "0x", ""])
+def test_user_string_like_placeholder_is_kept(text: str) -> None:
     from tinker_accel._serialize import _PLACEHOLDER_PREFIX
 
-    model = Fast(tokens=[1], name=_PLACEHOLDER_PREFIX + "0")
-    assert json.loads(dumps_model(model)) == json.loads(stock_dumps(model))
+    model = Fast(tokens=[1], name=_PLACEHOLDER_PREFIX + text)
+    assert dumps_model(model) == stock_dumps(model)
+    assert json.loads(dumps_model(model))["name"] == _PLACEHOLDER_PREFIX + text
+
+
+@pytest.mark.parametrize("weight", [1e-05, 1e16, -0.0, 5e-324, 1.7976931348623157e308])
+def test_float_notation_matches_json_dumps(weight: float) -> None:
+    model = Fast(tokens=[1, 2], weight=weight)
+    assert dumps_model(model) == stock_dumps(model)
+    assert json.dumps(weight).encode() in dumps_model(model)
 
 
 def test_token_fragment_in_orjson() -> None:
@@ -134,5 +143,5 @@ def test_random_models_match_stock(tokens: list[int], name: str, weight: float) 
     assert fast.model_dump(mode="json") == plain.model_dump(mode="json")
     assert fast.model_dump_json() == plain.model_dump_json()
     body = dumps_model(fast)
-    assert json.loads(body) == json.loads(stock_dumps(plain))
+    assert body == stock_dumps(plain)
     assert body.startswith(b'{"tokens":' + json.dumps(tokens, separators=(",", ":")).encode())

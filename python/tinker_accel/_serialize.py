@@ -25,9 +25,11 @@ from tinker_accel._native import encode_tokens, tokens_to_list
 _FRAGMENTS_KEY = "tinker_accel.fragments"
 _ERRORS_KEY = "tinker_accel.errors"
 
-# Stands in for an encoded array in the dumped dict until orjson splices the bytes in.
-# The random part keeps a user's own string from ever matching it.
+# Stands in for an encoded array in the dumped dict until the bytes are spliced in.
+# The random part keeps a user's own string from matching it by chance.
 _PLACEHOLDER_PREFIX = f"\x00tinker-accel-{secrets.token_hex(8)}:"
+# The same text as json.dumps writes it, opening quote included.
+_QUOTED_PLACEHOLDER_PREFIX = json.dumps(_PLACEHOLDER_PREFIX)[:-1].encode()
 
 
 def _as_json_list(tokens: Any) -> list[int]:
@@ -106,27 +108,22 @@ def token_fragment(tokens: Any) -> orjson.Fragment:
     return orjson.Fragment(encode_tokens(tokens))
 
 
-def _splice(node: Any, fragments: list[bytes]) -> int:
-    """Replace placeholders in ``node`` with fragments and return how many were replaced."""
-    replaced = 0
-    if isinstance(node, dict):
-        items: Any = node.items()
-    elif isinstance(node, list):
-        # A list of scalars, such as tensor data, holds no fields, so skip it whole.
-        if not node or not isinstance(node[0], (dict, list, str)):
-            return 0
-        items = enumerate(node)
-    else:
-        return 0
-    for key, value in list(items):
-        if type(value) is str:
-            if value.startswith(_PLACEHOLDER_PREFIX):
-                index = int(value[len(_PLACEHOLDER_PREFIX) :])
-                node[key] = orjson.Fragment(fragments[index])
-                replaced += 1
-        elif isinstance(value, (dict, list)):
-            replaced += _splice(value, fragments)
-    return replaced
+def _splice(head: bytes, fragments: list[bytes]) -> bytes | None:
+    """Put each encoded array where ``json.dumps`` wrote its placeholder string.
+
+    Returns None unless the placeholders appear exactly once each and in order.
+    """
+    pieces = head.split(_QUOTED_PLACEHOLDER_PREFIX)
+    if len(pieces) != len(fragments) + 1:
+        return None
+    spliced = [pieces[0]]
+    for expected, piece in enumerate(pieces[1:]):
+        index, quote, rest = piece.partition(b'"')
+        if not quote or index != str(expected).encode():
+            return None
+        spliced.append(fragments[expected])
+        spliced.append(rest)
+    return b"".join(spliced)
 
 
 def stock_dumps(model: BaseModel, **dump_options: Any) -> bytes:
@@ -139,10 +136,9 @@ def stock_dumps(model: BaseModel, **dump_options: Any) -> bytes:
 def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
     """Serialize ``model`` to compact JSON bytes, writing TokenIds fields with the encoder.
 
-    The result parses to the same document as ``stock_dumps`` with the same options, and
-    its token arrays are byte-identical. Where orjson would differ from ``json.dumps``
-    (NaN or infinity, which it writes as null, and ints beyond 64 bits) the stock
-    serializer runs instead, so the same error is raised or the same text written.
+    The result is byte-identical to ``stock_dumps`` with the same options, and raises
+    the same errors: the rest of the document goes through the same ``json.dumps``
+    call, which sees a short placeholder string in place of each token array.
     """
     fragments: list[bytes] = []
     errors: list[Exception] = []
@@ -155,14 +151,12 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
     if errors:
         # The encoder's own TypeError or ValueError, which names the index and the type.
         raise errors[0]
-    if _splice(data, fragments) != len(fragments):
-        return stock_dumps(model, **dump_options)
-    try:
-        body = orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        return stock_dumps(model, **dump_options)
-    # orjson writes NaN and infinity as null. A body without "null" anywhere cannot
-    # hold one, and the rare body with it takes the stock path.
-    if b"null" in body:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    head = text.encode("utf-8")
+    if not fragments:
+        return head
+    body = _splice(head, fragments)
+    if body is None:
+        # A string field held the placeholder text itself: serialize the stock way.
         return stock_dumps(model, **dump_options)
     return body

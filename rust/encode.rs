@@ -159,7 +159,7 @@ pub enum EncodeError {
     OutOfBounds { index: usize, buffer_len: usize },
     /// A range value does not fit in a signed 64-bit integer.
     RangeOverflow,
-    /// Text passed as a decimal number holds something other than an optional
+    /// Text passed as a decimal number contains something other than an optional
     /// minus sign and ASCII digits.
     InvalidDecimal,
 }
@@ -387,7 +387,7 @@ unsafe fn encode_elements<T: Element + Default>(base: *const u8, layout: Layout)
         first += count;
     }
 
-    // A concurrent writer can change the sizes between the passes; the writer then
+    // A concurrent writer can change the sizes between the passes. The writer then
     // grows the vector instead of overflowing it, so the result is still valid JSON.
     let mut writer = ArrayWriter::with_exact_capacity(total + MAX_ITEM_BYTES);
     let mut first = 0;

@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyString};
 
 use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, Layout};
 
-/// Longest part of a value's `repr` quoted in an error message.
+/// Maximum number of characters of a value's `repr` quoted in an error message.
 const MAX_REPR_CHARS: usize = 60;
 
 const ACCEPTED: &str =
@@ -237,26 +237,29 @@ struct SendPtr(*const u8);
 // memory exported is alive on the calling thread (see `encode_buffer`).
 unsafe impl Send for SendPtr {}
 
-/// Encodes an exported buffer, or returns `None` for a buffer of Python objects
-/// (numpy's object arrays), whose items must go through `operator.index`.
-fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>> {
-    let view = &buffer.view;
+fn dimension_error(view: &ffi::Py_buffer) -> PyErr {
+    let shape = if view.shape.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: a filled view with a shape has `ndim` shape entries.
+        unsafe { std::slice::from_raw_parts(view.shape, view.ndim.max(0) as usize) }.to_vec()
+    };
+    let shape: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    let shape = match shape.as_slice() {
+        [single] => format!("({single},)"),
+        _ => format!("({})", shape.join(", ")),
+    };
+    PyValueError::new_err(format!(
+        "expected a 1-D buffer of token IDs, got a {}-D buffer of shape {shape}",
+        view.ndim
+    ))
+}
+
+/// Reads the layout of an exported buffer, or returns `None` for a buffer of Python
+/// objects (numpy's object arrays), whose items must go through `operator.index`.
+fn layout_of(view: &ffi::Py_buffer) -> PyResult<Option<Layout>> {
     if view.ndim != 1 {
-        let shape = if view.shape.is_null() {
-            Vec::new()
-        } else {
-            // SAFETY: a filled view with a shape has `ndim` shape entries.
-            unsafe { std::slice::from_raw_parts(view.shape, view.ndim.max(0) as usize) }.to_vec()
-        };
-        let shape: Vec<String> = shape.iter().map(ToString::to_string).collect();
-        let shape = match shape.as_slice() {
-            [single] => format!("({single},)"),
-            _ => format!("({})", shape.join(", ")),
-        };
-        return Err(PyValueError::new_err(format!(
-            "expected a 1-D buffer of token IDs, got a {}-D buffer of shape {shape}",
-            view.ndim
-        )));
+        return Err(dimension_error(view));
     }
     let format = if view.format.is_null() {
         "B".to_owned()
@@ -278,6 +281,7 @@ fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>
             "unsupported item size {itemsize} for buffer format {format:?}"
         ))
     })?;
+
     // SAFETY: `ndim == 1` and PyBUF_RECORDS_RO asked for shape and strides, so both
     // arrays have one entry (CPython fills `strides` for every exporter at this level).
     let len = usize::try_from(unsafe { *view.shape }).unwrap_or(0);
@@ -287,17 +291,25 @@ fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>
         // SAFETY: as above.
         unsafe { *view.strides }
     };
-    let layout = Layout {
+    Ok(Some(Layout {
         element,
         order,
         len,
         stride,
+    }))
+}
+
+/// Encodes an exported buffer with the GIL released, or returns `None` for a buffer
+/// of Python objects.
+fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>> {
+    let Some(layout) = layout_of(&buffer.view)? else {
+        return Ok(None);
     };
-    let base = SendPtr(view.buf.cast::<u8>().cast_const());
+    let base = SendPtr(buffer.view.buf.cast::<u8>().cast_const());
     // SAFETY: the exporter promises that every element of the 1-D view is readable
     // until `PyBuffer_Release`, which runs when `buffer` drops after this call.
-    // Writers on other threads may change values meanwhile; `encode_raw` tolerates
-    // that and never reads outside the elements of the layout.
+    // Writers on other threads may change values meanwhile, which `encode_raw`
+    // tolerates: it never reads outside the elements of the layout.
     let encoded = py.detach(move || {
         let base = base;
         unsafe { encode::encode_raw(base.0, layout) }

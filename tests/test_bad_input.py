@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from tinker_accel import encode_tokens
 
 ACCEPTED = "a list, tuple or range of ints, a sequence of ints, or a 1-D buffer of integers"

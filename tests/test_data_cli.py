@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 import tinker_accel
 from tinker_accel import _cli, _data
 

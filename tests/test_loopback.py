@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,7 @@ def test_asample_body_matches_stock_formula(server: Any) -> None:
         make_request([0, 2**31 - 1, 151_643], max_tokens=16, temperature=0.7, seed=3),
         make_request([5] * 1000, stop=["\n\n", "ünïcødé", "🙂"], top_p=0.95, top_k=40),
         make_request([7, 8], stop=[151_645, 151_643], temperature=1e-7),
+        make_request([2**40, -1, 2**63], max_tokens=3),
         types.SampleRequest(
             num_samples=4,
             prompt=types.ModelInput(
@@ -412,6 +414,15 @@ def test_sample_body_with_nan_token_rejected(server: Any) -> None:
     assert server.bodies() == [body]
 
 
+def test_sample_negative_max_tokens_rejected(server: Any) -> None:
+    body = stock_body(make_request([1], max_tokens=-1))
+
+    status, reply = post(server, "/api/v1/asample", body)
+
+    assert status == 422
+    assert b"max_tokens" in reply
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -443,6 +454,28 @@ def test_chunked_body_recorded_without_framing(server: Any) -> None:
 
     assert status == 200
     assert server.bodies() == [body]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Length: -5\r\n",
+        b"Content-Length: five\r\n",
+        b"Transfer-Encoding: chunked\r\n\r\nzz",
+        b"Transfer-Encoding: chunked\r\n\r\n-1",
+    ],
+)
+def test_invalid_body_framing_rejected(server: Any, headers: bytes) -> None:
+    url = httpx.URL(server.base_url)
+    request = b"POST /api/v1/asample HTTP/1.1\r\nHost: loopback\r\n" + headers + b"\r\n\r\n"
+
+    with socket.create_connection((url.host, url.port), timeout=10) as connection:
+        connection.sendall(request)
+        reply = connection.makefile("rb").read()
+
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert b"invalid body framing" in reply
+    assert server.requests() == []
 
 
 def test_unserved_endpoint_listed(server: Any) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import pydantic
 import pytest
 import tinker.resources.sampling as sampling_resource
-import tinker_accel
 from tinker import types
 from tinker.types._pydantic_types.tensor_data import TensorData
+
+import tinker_accel
 from tinker_accel import request_body, stock_dumps
 
 

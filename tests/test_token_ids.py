@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
+
 from tinker_accel import TokenIds, dumps_model, stock_dumps, token_fragment
 
 

@@ -111,7 +111,8 @@ class _SampleJob:
 
     num_samples: int
     max_tokens: int | None
-    echo_tokens: tuple[int, ...]
+    echo_tokens: bytes
+    """Native int32 token ids, at most `max_tokens` of them."""
     prompt_length: int
     prompt_logprobs: bool
     prompt_logprobs_last_n: int | None
@@ -157,7 +158,9 @@ def _validate_body(model: type[_ModelT], body: bytes) -> _ModelT:
     try:
         return model.model_validate(_parse_json_body(body))
     except pydantic.ValidationError as error:
-        raise _InvalidRequestError(json.loads(error.json(include_url=False))) from error
+        # Without the input, the detail stays short even for a rejected 100k-token prompt.
+        detail = json.loads(error.json(include_url=False, include_input=False))
+        raise _InvalidRequestError(detail) from error
 
 
 def _chunk_length(chunk: types.ModelInputChunk) -> int:
@@ -171,14 +174,19 @@ def _chunk_length(chunk: types.ModelInputChunk) -> int:
 
 def _make_sample_job(request: types.SampleRequest) -> _SampleJob:
     max_tokens = request.sampling_params.max_tokens
+    if max_tokens is not None and max_tokens < 0:
+        raise _InvalidRequestError(f"invalid max_tokens {max_tokens}: expected 0 or more")
     echo_count = 1 if max_tokens is None else max_tokens
     text_tokens = itertools.chain.from_iterable(
         chunk.tokens for chunk in request.prompt.chunks if isinstance(chunk, types.EncodedTextChunk)
     )
+    # The JSON schema allows any integer, but the protobuf field is int32, so ids
+    # outside its range are reduced modulo 2**31 instead of failing the request.
+    echo_tokens = [token % 2**31 for token in itertools.islice(text_tokens, echo_count)]
     return _SampleJob(
         num_samples=request.num_samples,
         max_tokens=max_tokens,
-        echo_tokens=tuple(itertools.islice(text_tokens, echo_count)),
+        echo_tokens=np.asarray(echo_tokens, dtype=np.int32).tobytes(),
         prompt_length=sum(_chunk_length(chunk) for chunk in request.prompt.chunks),
         prompt_logprobs=bool(request.prompt_logprobs),
         prompt_logprobs_last_n=request.prompt_logprobs_last_n,
@@ -246,8 +254,10 @@ def _build_sample_response(job: _SampleJob) -> bytes:
         token_count, stop_reason = 1, public_pb.STOP_REASON_STOP
     else:
         token_count, stop_reason = job.max_tokens, public_pb.STOP_REASON_LENGTH
-    echo = job.echo_tokens or (0,)
-    tokens = np.resize(np.asarray(echo, dtype=np.int32), token_count)
+    echo = np.frombuffer(job.echo_tokens, dtype=np.int32)
+    if echo.size == 0:
+        echo = np.zeros(1, dtype=np.int32)
+    tokens = np.resize(echo, token_count)
     token_logprobs = np.full(token_count, PLACEHOLDER_LOGPROB, dtype=np.float32)
 
     response = public_pb.SampleResponse()
@@ -347,8 +357,8 @@ class _ServiceState:
             return _error_reply(
                 HTTPStatus.NOT_FOUND, f"sampling session {sampling_session_id!r} not found"
             )
-        # NOTE: the real service reads the base model of a `model_path` checkpoint;
-        # the loopback server has no checkpoints and reports a fixed name instead.
+        # NOTE: the real service reads the base model of a `model_path` checkpoint. The
+        # loopback server has no checkpoints, so it reports a fixed name instead.
         base_model = session.base_model or "loopback/checkpoint-base-model"
         return _json_reply(
             {
@@ -376,7 +386,7 @@ class _ServiceState:
         if job is None:
             return _error_reply(HTTPStatus.NOT_FOUND, f"request {request.request_id!r} not found")
         # tinker 0.38.0 reads SampleResponse only as protobuf, so the loopback
-        # server never returns a sample result as JSON, whatever the Accept header says.
+        # server never returns a sample result as JSON, whatever the Accept header requests.
         return _Reply(HTTPStatus.OK, _build_sample_response(job), _PROTOBUF_CONTENT_TYPE)
 
 
@@ -423,6 +433,14 @@ def _route(state: _ServiceState, method: str, path: str, body: bytes) -> _Reply 
     return None
 
 
+def _parse_size(text: str, base: int) -> int:
+    """Parse a body or chunk size, raising ValueError unless it is a non-negative integer."""
+    size = int(text, base)
+    if size < 0:
+        raise ValueError(f"negative size {text!r}")
+    return size
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections open between requests, as the SDK's pools expect.
     protocol_version = "HTTP/1.1"
@@ -443,13 +461,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked_body()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return self.rfile.read(_parse_size(self.headers.get("Content-Length") or "0", 10))
 
     def _read_chunked_body(self) -> bytes:
         parts: list[bytes] = []
         while True:
             size_line = self.rfile.readline()
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            size = _parse_size(size_line.split(b";", 1)[0].decode("ascii").strip(), 16)
             if size == 0:
                 # Skip any trailer fields up to the blank line that ends the body.
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
@@ -463,6 +481,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError as error:
+            # The end of this body is unknown, so the connection cannot carry another request.
             self.close_connection = True
             self._send(_error_reply(HTTPStatus.BAD_REQUEST, f"invalid body framing: {error}"))
             return
@@ -480,7 +499,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             reply = _route(state, self.command, path, body)
         except _InvalidRequestError as error:
-            logger.warning("loopback server rejected %s %s: %s", self.command, path, error)
             reply = _error_reply(HTTPStatus.UNPROCESSABLE_ENTITY, error.detail)
         except Exception as error:
             logger.exception("loopback server failed on %s %s", self.command, path)
@@ -488,7 +506,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 HTTPStatus.INTERNAL_SERVER_ERROR, f"loopback server error: {error!r}"
             )
         if reply is None:
-            logger.warning("loopback server does not serve %s %s", self.command, path)
             with state.lock:
                 state.unserved.append(f"{self.command} {path}")
             reply = _error_reply(
@@ -499,6 +516,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: _Reply) -> None:
+        if reply.status >= HTTPStatus.BAD_REQUEST:
+            logger.warning(
+                "loopback server replied %d to %s %s: %s",
+                reply.status,
+                self.command,
+                self.path,
+                reply.body.decode(errors="replace"),
+            )
+
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -574,7 +600,7 @@ class LoopbackServer:
     Use it as a context manager. `__enter__` binds an ephemeral port and starts serving, and
     `__exit__` stops the server and closes every open connection. While it runs,
     127.0.0.1 is added to NO_PROXY if a proxy variable is set. Pass `base_url` and
-    `FAKE_API_KEY` to `tinker.AsyncTinker` or `tinker.ServiceClient`.
+    `FAKE_API_KEY` to `tinker._client.AsyncTinker` or `tinker.ServiceClient`.
     """
 
     def __init__(self) -> None:
@@ -595,7 +621,11 @@ class LoopbackServer:
         if self._server is not None:
             raise RuntimeError("LoopbackServer is already running")
         self._exit_stack.enter_context(_bypass_proxies_for_loopback())
-        self._server = _LoopbackHTTPServer(self._state)
+        try:
+            self._server = _LoopbackHTTPServer(self._state)
+        except BaseException:
+            self._exit_stack.close()
+            raise
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _SHUTDOWN_POLL_INTERVAL_SECONDS},

@@ -137,8 +137,8 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
     """Serialize ``model`` to compact JSON bytes, writing TokenIds fields with the encoder.
 
     The result is byte-identical to ``stock_dumps`` with the same options, and raises
-    the same errors: the rest of the document goes through the same ``json.dumps``
-    call, which sees a short placeholder string in place of each token array.
+    the same errors, because the rest of the document goes through the same
+    ``json.dumps`` call with a short placeholder string in place of each token array.
     """
     fragments: list[bytes] = []
     errors: list[Exception] = []

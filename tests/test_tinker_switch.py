@@ -266,3 +266,16 @@ def test_environment_variable_enables_on_import() -> None:
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
     )
     assert output.stdout.strip() == "False"
+
+
+def test_old_httpx_keeps_stock_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    stock_dump = sampling_resource.model_dump
+    monkeypatch.setattr(httpx, "__version__", "0.27.2")
+    tinker_accel.enable()
+    # httpx before 0.28 writes spaced JSON, which pre-encoded bodies would not match.
+    assert sampling_resource.model_dump is stock_dump
+    assert "_StockPythonMode" in repr(types.SampleRequest.__pydantic_core_schema__)
+    tinker_accel.disable()
+    assert sampling_resource.model_dump is stock_dump

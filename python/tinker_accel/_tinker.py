@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 import typing
@@ -196,6 +197,20 @@ def _accelerated_model_dump(model: BaseModel, **options: Any) -> Any:
     return dumps_model(model, **dump_options)
 
 
+def _httpx_version() -> str:
+    import httpx
+
+    return str(httpx.__version__)
+
+
+def _httpx_sends_compact_json() -> bool:
+    """Return whether httpx writes ``json=`` bodies in the compact form ``dumps_model``
+    writes. httpx 0.28 switched from ``json.dumps`` defaults (spaces after separators,
+    ASCII escapes, NaN allowed) to compact UTF-8 that rejects NaN."""
+    parts = re.findall(r"\d+", _httpx_version())[:2]
+    return tuple(int(part) for part in parts) >= (0, 28)
+
+
 def is_enabled() -> bool:
     """Return whether the accelerator is on."""
     return _state is not None
@@ -233,9 +248,16 @@ def enable() -> None:
         state.rebuilt = [chunk_class, model_input, *_dependent_models([chunk_class, model_input])]
         _rebuild(state.rebuilt)
 
-        state.sampling_module = sampling
-        state.sampling_model_dump = getattr(sampling, "model_dump")  # noqa: B009
-        setattr(sampling, "model_dump", _accelerated_model_dump)  # noqa: B010
+        if _httpx_sends_compact_json():
+            state.sampling_module = sampling
+            state.sampling_model_dump = getattr(sampling, "model_dump")  # noqa: B009
+            setattr(sampling, "model_dump", _accelerated_model_dump)  # noqa: B010
+        else:
+            logger.info(
+                "tinker-accel: httpx %s writes JSON bodies with spaces, so sampling bodies "
+                "stay with httpx; upgrade to httpx >= 0.28 for pre-encoded bodies",
+                _httpx_version(),
+            )
         _state = state
         logger.info("tinker-accel enabled: %d tinker models rebuilt", len(state.rebuilt))
 
@@ -247,7 +269,8 @@ def disable() -> None:
         state = _state
         if state is None:
             return
-        setattr(state.sampling_module, "model_dump", state.sampling_model_dump)  # noqa: B010
+        if state.sampling_module is not None:
+            setattr(state.sampling_module, "model_dump", state.sampling_model_dump)  # noqa: B010
         for model, repr_args in state.reprs:
             if repr_args is _MISSING:
                 del model.__repr_args__

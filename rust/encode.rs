@@ -13,13 +13,6 @@ const MAX_ITEM_BYTES: usize = 22;
 /// Values gathered from a buffer per block, so that formatting reads private memory.
 const BLOCK: usize = 256;
 
-static DIGIT_PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
 static POWERS_OF_TEN: [u64; 20] = [
     1,
     10,
@@ -56,30 +49,70 @@ pub fn decimal_len(value: u64) -> usize {
     guess + usize::from(odd >= POWERS_OF_TEN[guess])
 }
 
-/// Writes the digits of `value` so that the last one lands just before `end`.
+static DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes the digits of `value` at `at` and returns how many there are.
 ///
 /// # Safety
-/// `end - decimal_len(value)` up to `end` must be writable.
-#[inline]
-unsafe fn write_digits_backwards(mut value: u64, end: *mut u8) {
-    let mut cursor = end;
-    while value >= 100 {
-        let pair = (value % 100) as usize * 2;
-        value /= 100;
-        // SAFETY: the caller guarantees room for every digit of the original value,
-        // and each step writes two of them.
-        unsafe {
+/// 20 bytes from `at` must be writable.
+#[inline(always)]
+unsafe fn write_u64(mut value: u64, at: *mut u8) -> usize {
+    let len = decimal_len(value);
+    // SAFETY: `len <= 20` digits are written, right to left from `at + len`.
+    unsafe {
+        let mut cursor = at.add(len);
+        while value >= 100 {
+            let pair = (value % 100) as usize * 2;
+            value /= 100;
             cursor = cursor.sub(2);
             ptr::copy_nonoverlapping(DIGIT_PAIRS.as_ptr().add(pair), cursor, 2);
         }
-    }
-    // SAFETY: one or two digits remain and the caller left room for them.
-    unsafe {
         if value >= 10 {
-            cursor = cursor.sub(2);
-            ptr::copy_nonoverlapping(DIGIT_PAIRS.as_ptr().add(value as usize * 2), cursor, 2);
+            ptr::copy_nonoverlapping(
+                DIGIT_PAIRS.as_ptr().add(value as usize * 2),
+                cursor.sub(2),
+                2,
+            );
         } else {
             *cursor.sub(1) = b'0' + value as u8;
+        }
+    }
+    len
+}
+
+/// An integer that can write its decimal form.
+trait Digits: Copy {
+    /// Writes the number at `at` and returns how many bytes it took.
+    ///
+    /// # Safety
+    /// 21 bytes from `at` must be writable. Bytes past the number may be overwritten.
+    unsafe fn write_at(self, at: *mut u8) -> usize;
+}
+
+impl Digits for u64 {
+    #[inline(always)]
+    unsafe fn write_at(self, at: *mut u8) -> usize {
+        // SAFETY: `write_u64` needs 20 of the 21 bytes the caller guarantees.
+        unsafe { write_u64(self, at) }
+    }
+}
+
+impl Digits for i64 {
+    #[inline(always)]
+    unsafe fn write_at(self, at: *mut u8) -> usize {
+        // SAFETY: one byte for the sign and 20 for `write_u64`, as the caller guarantees.
+        unsafe {
+            if self < 0 {
+                *at = b'-';
+                1 + write_u64(self.unsigned_abs(), at.add(1))
+            } else {
+                write_u64(self.unsigned_abs(), at)
+            }
         }
     }
 }
@@ -213,64 +246,59 @@ impl ArrayWriter {
         self.count == 0
     }
 
-    /// Makes room for one more item and returns the position where it starts, after
-    /// the separating comma if one is needed.
+    /// Appends unsigned integers.
     #[inline(always)]
-    fn start_item(&mut self) -> usize {
-        if self.out.capacity() - self.out.len() < MAX_ITEM_BYTES {
-            self.grow();
-        }
-        let mut at = self.out.len();
-        if self.count != 0 {
-            // SAFETY: the check above left at least MAX_ITEM_BYTES of spare capacity.
-            unsafe { *self.out.as_mut_ptr().add(at) = b',' };
-            at += 1;
-        }
-        self.count += 1;
-        at
+    pub fn extend_u64(&mut self, values: &[u64]) {
+        self.extend_with(values);
     }
 
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self) {
-        self.out.reserve(MAX_ITEM_BYTES.max(self.out.len() / 2));
+    /// Appends signed integers.
+    #[inline(always)]
+    pub fn extend_i64(&mut self, values: &[i64]) {
+        self.extend_with(values);
     }
 
-    /// Writes `magnitude` at `at`, after a minus sign if `negative`, and ends the item.
+    /// Appends `values`.
     ///
-    /// # Safety
-    /// `at` must come from `start_item` with nothing written since.
+    /// The output position lives in a local variable for the whole loop. Kept in the
+    /// vector instead, it would be stored and reloaded around every item, because the
+    /// compiler must assume the digit stores may change it.
     #[inline(always)]
-    unsafe fn finish_item(&mut self, mut at: usize, negative: bool, magnitude: u64) {
+    fn extend_with<V: Digits>(&mut self, values: &[V]) {
+        let Some((&first, rest)) = values.split_first() else {
+            return;
+        };
+        self.out.reserve(values.len() * MAX_ITEM_BYTES);
         let base = self.out.as_mut_ptr();
-        // SAFETY: `start_item` left MAX_ITEM_BYTES of spare capacity past the old
-        // length, enough for the comma, the sign and 20 digits. Every byte up to the
-        // new length is written before `set_len` exposes it.
+        let mut position = self.out.len();
+        // SAFETY: the reservation gives every item MAX_ITEM_BYTES: one comma and the
+        // 21 bytes `write_at` may touch. `set_len` runs after every byte up to
+        // `position` is written.
         unsafe {
-            if negative {
-                *base.add(at) = b'-';
-                at += 1;
+            if self.count != 0 {
+                *base.add(position) = b',';
+                position += 1;
             }
-            let end = at + decimal_len(magnitude);
-            write_digits_backwards(magnitude, base.add(end));
-            self.out.set_len(end);
+            position += first.write_at(base.add(position));
+            for &value in rest {
+                *base.add(position) = b',';
+                position += 1 + value.write_at(base.add(position + 1));
+            }
+            self.out.set_len(position);
         }
+        self.count += values.len();
     }
 
     /// Appends an unsigned integer.
-    #[inline]
+    #[inline(always)]
     pub fn push_u64(&mut self, value: u64) {
-        let at = self.start_item();
-        // SAFETY: `at` comes straight from `start_item`.
-        unsafe { self.finish_item(at, false, value) };
+        self.extend_u64(&[value]);
     }
 
     /// Appends a signed integer.
-    #[inline]
+    #[inline(always)]
     pub fn push_i64(&mut self, value: i64) {
-        let at = self.start_item();
-        // SAFETY: `at` comes straight from `start_item`.
-        unsafe { self.finish_item(at, value < 0, value.unsigned_abs()) };
+        self.extend_i64(&[value]);
     }
 
     /// Appends an integer given as decimal text, for values wider than 64 bits.
@@ -299,65 +327,84 @@ impl ArrayWriter {
     }
 }
 
+/// A 64-bit integer type that elements widen to before they are written.
+trait Wide: Copy + Default {
+    /// Number of bytes the value takes in the output, without the comma.
+    fn json_len(self) -> usize;
+    fn extend(writer: &mut ArrayWriter, values: &[Self]);
+}
+
+impl Wide for i64 {
+    #[inline(always)]
+    fn json_len(self) -> usize {
+        usize::from(self < 0) + decimal_len(self.unsigned_abs())
+    }
+
+    #[inline(always)]
+    fn extend(writer: &mut ArrayWriter, values: &[Self]) {
+        writer.extend_i64(values);
+    }
+}
+
+impl Wide for u64 {
+    #[inline(always)]
+    fn json_len(self) -> usize {
+        decimal_len(self)
+    }
+
+    #[inline(always)]
+    fn extend(writer: &mut ArrayWriter, values: &[Self]) {
+        writer.extend_u64(values);
+    }
+}
+
 /// An element type that a buffer can hold, read from its raw bytes.
 trait Element: Copy {
-    /// Reads one element at `at`, which need not be aligned.
+    type Wide: Wide;
+    /// Reads one element at `at`, which need not be aligned, and widens it.
     ///
     /// # Safety
     /// `at..at + size_of::<Self>()` must be readable.
-    unsafe fn load(at: *const u8, order: ByteOrder) -> Self;
-    /// Number of bytes the element takes in the output, without the comma.
-    fn json_len(self) -> usize;
-    fn push(self, writer: &mut ArrayWriter);
+    unsafe fn load(at: *const u8, order: ByteOrder) -> Self::Wide;
 }
 
 macro_rules! impl_element {
-    ($($ty:ty => $push:ident as $wide:ty),* $(,)?) => {$(
+    ($($ty:ty => $wide:ty),* $(,)?) => {$(
         impl Element for $ty {
+            type Wide = $wide;
+
             #[inline(always)]
-            unsafe fn load(at: *const u8, order: ByteOrder) -> Self {
-                // SAFETY: the caller guarantees size_of::<Self>() readable bytes at `at`, and
-                // `read_unaligned` has no alignment requirement.
+            unsafe fn load(at: *const u8, order: ByteOrder) -> $wide {
+                // SAFETY: the caller guarantees size_of::<Self>() readable bytes at
+                // `at`, and `read_unaligned` has no alignment requirement.
                 let bytes = unsafe { ptr::read_unaligned(at.cast::<[u8; std::mem::size_of::<$ty>()]>()) };
-                match order {
+                let value = match order {
                     ByteOrder::Little => <$ty>::from_le_bytes(bytes),
                     ByteOrder::Big => <$ty>::from_be_bytes(bytes),
-                }
-            }
-
-            #[inline(always)]
-            #[allow(unused_comparisons, clippy::cast_lossless, trivial_numeric_casts)]
-            fn json_len(self) -> usize {
-                let wide = self as $wide;
-                usize::from(wide < 0) + decimal_len((wide as i128).unsigned_abs() as u64)
-            }
-
-            #[inline(always)]
-            #[allow(clippy::cast_lossless, trivial_numeric_casts)]
-            fn push(self, writer: &mut ArrayWriter) {
-                writer.$push(self as $wide);
+                };
+                <$wide>::from(value)
             }
         }
     )*};
 }
 
 impl_element! {
-    i8 => push_i64 as i64,
-    u8 => push_u64 as u64,
-    i16 => push_i64 as i64,
-    u16 => push_u64 as u64,
-    i32 => push_i64 as i64,
-    u32 => push_u64 as u64,
-    i64 => push_i64 as i64,
-    u64 => push_u64 as u64,
+    i8 => i64,
+    u8 => u64,
+    i16 => i64,
+    u16 => u64,
+    i32 => i64,
+    u32 => u64,
+    i64 => i64,
+    u64 => u64,
 }
 
-/// Copies up to `BLOCK` elements starting at element `first` into `block`.
+/// Copies elements `first..first + block.len()` of `layout`, widened, into `block`.
 ///
 /// # Safety
 /// Every element `first..first + block.len()` of `layout` must be readable from `base`.
 #[inline(always)]
-unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, block: &mut [T]) {
+unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, block: &mut [T::Wide]) {
     for (offset, slot) in block.iter_mut().enumerate() {
         let index = (first + offset) as isize;
         // SAFETY: the caller guarantees the element is readable. A buffer that
@@ -372,14 +419,14 @@ unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, bloc
 ///
 /// # Safety
 /// Every element of `layout` must be readable from `base` for the whole call.
-unsafe fn encode_elements<T: Element + Default>(base: *const u8, layout: Layout) -> Vec<u8> {
-    let mut block = [T::default(); BLOCK];
+unsafe fn encode_elements<T: Element>(base: *const u8, layout: Layout) -> Vec<u8> {
+    let mut block = [T::Wide::default(); BLOCK];
     let mut total = 2 + layout.len.saturating_sub(1);
     let mut first = 0;
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: elements `first..first + count` are part of `layout`.
-        unsafe { gather(base, layout, first, &mut block[..count]) };
+        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
         total += block[..count]
             .iter()
             .map(|value| value.json_len())
@@ -387,17 +434,17 @@ unsafe fn encode_elements<T: Element + Default>(base: *const u8, layout: Layout)
         first += count;
     }
 
-    // A concurrent writer can change the sizes between the passes. The writer then
-    // grows the vector instead of overflowing it, so the result is still valid JSON.
-    let mut writer = ArrayWriter::with_exact_capacity(total + MAX_ITEM_BYTES);
+    // Each block reserves room for its worst case, so the slack of one block keeps
+    // the exact size from forcing a reallocation near the end. A concurrent writer
+    // can change the sizes between the passes; the vector then grows instead of
+    // overflowing, so the result is still valid JSON.
+    let mut writer = ArrayWriter::with_exact_capacity(total + BLOCK * MAX_ITEM_BYTES);
     let mut first = 0;
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: as above.
-        unsafe { gather(base, layout, first, &mut block[..count]) };
-        for value in &block[..count] {
-            value.push(&mut writer);
-        }
+        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
+        T::Wide::extend(&mut writer, &block[..count]);
         first += count;
     }
     writer.finish()
@@ -473,13 +520,17 @@ pub fn encode_range(start: i64, step: i64, len: usize) -> Result<Vec<u8>, Encode
         }
     }
     let mut writer = ArrayWriter::with_capacity(len);
-    let mut value = start;
-    for index in 0..len {
-        writer.push_i64(value);
-        if index + 1 < len {
-            // Cannot overflow: the last value fits, and values move toward it.
-            value += step;
+    let mut block = [0i64; BLOCK];
+    let mut first = 0;
+    while first < len {
+        let count = BLOCK.min(len - first);
+        for (offset, slot) in block[..count].iter_mut().enumerate() {
+            // Cannot overflow: every value lies between `start` and the last value,
+            // which both fit in an i64.
+            *slot = (i128::from(start) + i128::from(step) * (first + offset) as i128) as i64;
         }
+        writer.extend_i64(&block[..count]);
+        first += count;
     }
     Ok(writer.finish())
 }
@@ -488,8 +539,8 @@ pub fn encode_range(start: i64, step: i64, len: usize) -> Result<Vec<u8>, Encode
 #[must_use]
 pub fn encode_i64s(values: &[i64]) -> Vec<u8> {
     let mut writer = ArrayWriter::with_capacity(values.len());
-    for &value in values {
-        writer.push_i64(value);
+    for chunk in values.chunks(BLOCK) {
+        writer.extend_i64(chunk);
     }
     writer.finish()
 }
@@ -498,8 +549,8 @@ pub fn encode_i64s(values: &[i64]) -> Vec<u8> {
 #[must_use]
 pub fn encode_u64s(values: &[u64]) -> Vec<u8> {
     let mut writer = ArrayWriter::with_capacity(values.len());
-    for &value in values {
-        writer.push_u64(value);
+    for chunk in values.chunks(BLOCK) {
+        writer.extend_u64(chunk);
     }
     writer.finish()
 }

@@ -308,3 +308,35 @@ fn errors_display_what_went_wrong() {
         "range values do not fit in a signed 64-bit integer"
     );
 }
+
+#[test]
+fn sampled_values_up_to_ten_to_the_eighth_and_beyond() {
+    // Every 7th value below 10^8 covers each digit count of the 8-digit fast path
+    // with all residues of the lane divisions, in chunks to bound memory.
+    let mut start = 0u64;
+    while start < 100_000_000 {
+        let values: Vec<u64> = (start..(start + 7_000_000).min(100_000_000))
+            .step_by(7)
+            .collect();
+        assert_eq!(
+            encode_u64s(&values),
+            reference(&values),
+            "chunk from {start}"
+        );
+        start += 7_000_000;
+    }
+    let mut edges = Vec::new();
+    for power in 0..20u32 {
+        let value = 10u64.pow(power);
+        edges.extend([value - 1, value, value + 1, value.saturating_mul(7) + 3]);
+    }
+    edges.extend([
+        u64::MAX,
+        u64::MAX - 1,
+        99_999_999_999_999_999,
+        10_000_000_000_000_000_000,
+    ]);
+    assert_eq!(encode_u64s(&edges), reference(&edges));
+    let signed: Vec<i64> = edges.iter().map(|&value| -((value >> 1) as i64)).collect();
+    assert_eq!(encode_i64s(&signed), reference(&signed));
+}

@@ -92,67 +92,92 @@ fn push_item(writer: &mut ArrayWriter, index: usize, item: &Bound<'_, PyAny>) ->
     push_exact_int(writer, &converted)
 }
 
-/// Encodes a list. Its size is read again after any call that can run Python code,
-/// so a list changed by an item's `__index__` behaves as under Python's list iterator.
-fn encode_list(list: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let py = list.py();
-    let raw = list.as_ptr();
-    // SAFETY: `raw` is an exact list and the GIL is held.
-    let mut size = unsafe { ffi::PyList_Size(raw) };
+/// Number of small ints collected before they are formatted in one tight loop, away
+/// from the Python API calls that read them.
+const PENDING: usize = 256;
+
+/// Small ints read from a list or tuple and not yet written.
+struct PendingInts {
+    values: [i64; PENDING],
+    count: usize,
+}
+
+impl PendingInts {
+    fn new() -> Self {
+        Self {
+            values: [0; PENDING],
+            count: 0,
+        }
+    }
+
+    /// Reads `item`, an exact int, and returns false if it does not fit in an `i64`.
+    #[inline(always)]
+    fn push(&mut self, writer: &mut ArrayWriter, item: *mut ffi::PyObject) -> bool {
+        let mut overflow: c_int = 0;
+        // SAFETY: `item` is a live int and the GIL is held. Converting an exact int
+        // runs no Python code, and -1 with no overflow is a valid value because the
+        // conversion of an int cannot fail for any other reason.
+        let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(item, &raw mut overflow) };
+        if overflow != 0 {
+            return false;
+        }
+        self.values[self.count] = value;
+        self.count += 1;
+        if self.count == PENDING {
+            self.flush(writer);
+        }
+        true
+    }
+
+    fn flush(&mut self, writer: &mut ArrayWriter) {
+        writer.extend_i64(&self.values[..self.count]);
+        self.count = 0;
+    }
+}
+
+/// Encodes an exact list or tuple. The size of a list is read again after any call
+/// that can run Python code, so a list changed by an item's `__index__` behaves as
+/// under Python's list iterator. Tuples cannot change.
+fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Vec<u8>> {
+    let py = tokens.py();
+    let raw = tokens.as_ptr();
+    // SAFETY (both calls): `raw` is an exact list or tuple and the GIL is held.
+    let read_size = || unsafe {
+        if is_list {
+            ffi::PyList_Size(raw)
+        } else {
+            ffi::PyTuple_Size(raw)
+        }
+    };
+    let mut size = read_size();
     let mut writer = ArrayWriter::with_capacity(size.max(0) as usize);
+    let mut pending = PendingInts::new();
     let mut index: isize = 0;
     while index < size {
         // SAFETY: `index < size` and nothing has run Python code since `size` was read,
-        // so the item exists. The reference is borrowed: the list keeps the item alive
-        // as long as no Python code runs.
-        let item = unsafe { ffi::PyList_GetItem(raw, index) };
+        // so the item exists. The reference is borrowed: the container keeps the item
+        // alive as long as no Python code runs.
+        let item = unsafe {
+            if is_list {
+                ffi::PyList_GetItem(raw, index)
+            } else {
+                ffi::PyTuple_GetItem(raw, index)
+            }
+        };
         // SAFETY: `item` is live and the GIL is held.
-        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && push_small_int(&mut writer, item) {
+        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && pending.push(&mut writer, item) {
             index += 1;
             continue;
         }
+        pending.flush(&mut writer);
         // SAFETY: as above. The strong reference keeps the item alive while its
         // `__index__` runs, which may change the list.
         let item = unsafe { Bound::from_borrowed_ptr(py, item) };
         push_item(&mut writer, index as usize, &item)?;
-        // SAFETY: as above.
-        size = unsafe { ffi::PyList_Size(raw) };
+        size = read_size();
         index += 1;
     }
-    Ok(writer.finish())
-}
-
-/// Appends an exact int that fits in an `i64`, or returns false and appends nothing.
-#[inline(always)]
-fn push_small_int(writer: &mut ArrayWriter, item: *mut ffi::PyObject) -> bool {
-    let mut overflow: c_int = 0;
-    // SAFETY: `item` is a live int and the GIL is held. Converting an exact int runs
-    // no Python code, and -1 with no overflow is a valid value because an int
-    // conversion cannot fail for any other reason.
-    let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(item, &raw mut overflow) };
-    if overflow != 0 {
-        return false;
-    }
-    writer.push_i64(value);
-    true
-}
-
-fn encode_tuple(tuple: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let py = tuple.py();
-    // SAFETY: `tuple` is an exact tuple and the GIL is held.
-    let size = unsafe { ffi::PyTuple_Size(tuple.as_ptr()) }.max(0) as usize;
-    let mut writer = ArrayWriter::with_capacity(size);
-    for index in 0..size {
-        // SAFETY: tuples are immutable and `index < size`.
-        let item = unsafe { ffi::PyTuple_GetItem(tuple.as_ptr(), index as isize) };
-        // SAFETY: `item` is live and the GIL is held.
-        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && push_small_int(&mut writer, item) {
-            continue;
-        }
-        // SAFETY: the tuple keeps the item alive.
-        let item = unsafe { Bound::from_borrowed_ptr(py, item) };
-        push_item(&mut writer, index, &item)?;
-    }
+    pending.flush(&mut writer);
     Ok(writer.finish())
 }
 
@@ -337,10 +362,10 @@ fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     // SAFETY: the GIL is held and `raw` is live for the type checks below.
     unsafe {
         if ffi::PyList_CheckExact(raw) != 0 {
-            return encode_list(tokens);
+            return encode_list_or_tuple(tokens, true);
         }
         if ffi::PyTuple_CheckExact(raw) != 0 {
-            return encode_tuple(tokens);
+            return encode_list_or_tuple(tokens, false);
         }
         if ffi::PyRange_Check(raw) != 0 {
             if let Some(encoded) = encode_range(py, tokens)? {

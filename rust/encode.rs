@@ -195,6 +195,8 @@ pub enum EncodeError {
     /// Text passed as a decimal number contains something other than an optional
     /// minus sign and ASCII digits.
     InvalidDecimal,
+    /// The output needs more memory than the allocator can give.
+    OutOfMemory { bytes: usize },
 }
 
 impl fmt::Display for EncodeError {
@@ -208,6 +210,9 @@ impl fmt::Display for EncodeError {
                 f.write_str("range values do not fit in a signed 64-bit integer")
             }
             Self::InvalidDecimal => f.write_str("not a decimal integer"),
+            Self::OutOfMemory { bytes } => {
+                write!(f, "cannot allocate {bytes} bytes for the JSON output")
+            }
         }
     }
 }
@@ -220,18 +225,43 @@ pub struct ArrayWriter {
     count: usize,
 }
 
+/// Reserves `additional` more bytes in `out`, reporting failure instead of aborting.
+fn try_reserve(out: &mut Vec<u8>, additional: usize) -> Result<(), EncodeError> {
+    out.try_reserve(additional)
+        .map_err(|_| EncodeError::OutOfMemory {
+            bytes: out.len().saturating_add(additional),
+        })
+}
+
+/// Creates a writer with room for the smallest possible output of `len` items, a digit
+/// and a comma each, so that a length too large for memory fails before any work.
+fn writer_for_at_least(len: usize) -> Result<ArrayWriter, EncodeError> {
+    let bytes = len
+        .checked_mul(2)
+        .and_then(|bytes| bytes.checked_add(2))
+        .ok_or(EncodeError::OutOfMemory { bytes: usize::MAX })?;
+    ArrayWriter::with_exact_capacity(bytes)
+}
+
 impl ArrayWriter {
-    /// Creates a writer sized for about `expected_items` short integers.
+    /// Creates a writer sized for about `expected_items` short integers. The count is
+    /// only a hint, since it may come from an object's own `__len__`: when that much
+    /// memory cannot be had, the writer starts small and grows as items arrive.
     #[must_use]
     pub fn with_capacity(expected_items: usize) -> Self {
         // Token IDs of every vocabulary in use stay below 2^20: at most 7 digits and a comma.
-        Self::with_exact_capacity(expected_items.saturating_mul(8).saturating_add(2))
+        let bytes = expected_items.saturating_mul(8).saturating_add(2);
+        Self::with_exact_capacity(bytes).unwrap_or_else(|_| Self {
+            out: vec![b'['],
+            count: 0,
+        })
     }
 
-    fn with_exact_capacity(bytes: usize) -> Self {
-        let mut out = Vec::with_capacity(bytes.max(MAX_ITEM_BYTES + 2));
+    fn with_exact_capacity(bytes: usize) -> Result<Self, EncodeError> {
+        let mut out = Vec::new();
+        try_reserve(&mut out, bytes.max(MAX_ITEM_BYTES + 2))?;
         out.push(b'[');
-        Self { out, count: 0 }
+        Ok(Self { out, count: 0 })
     }
 
     /// Number of items written so far.
@@ -247,15 +277,21 @@ impl ArrayWriter {
     }
 
     /// Appends unsigned integers.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
-    pub fn extend_u64(&mut self, values: &[u64]) {
-        self.extend_with(values);
+    pub fn extend_u64(&mut self, values: &[u64]) -> Result<(), EncodeError> {
+        self.extend_with(values)
     }
 
     /// Appends signed integers.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
-    pub fn extend_i64(&mut self, values: &[i64]) {
-        self.extend_with(values);
+    pub fn extend_i64(&mut self, values: &[i64]) -> Result<(), EncodeError> {
+        self.extend_with(values)
     }
 
     /// Appends `values`.
@@ -264,11 +300,15 @@ impl ArrayWriter {
     /// vector instead, it would be stored and reloaded around every item, because the
     /// compiler must assume the digit stores may change it.
     #[inline(always)]
-    fn extend_with<V: Digits>(&mut self, values: &[V]) {
+    fn extend_with<V: Digits>(&mut self, values: &[V]) -> Result<(), EncodeError> {
         let Some((&first, rest)) = values.split_first() else {
-            return;
+            return Ok(());
         };
-        self.out.reserve(values.len() * MAX_ITEM_BYTES);
+        let worst_case = values
+            .len()
+            .checked_mul(MAX_ITEM_BYTES)
+            .ok_or(EncodeError::OutOfMemory { bytes: usize::MAX })?;
+        try_reserve(&mut self.out, worst_case)?;
         let base = self.out.as_mut_ptr();
         let mut position = self.out.len();
         // SAFETY: the reservation gives every item MAX_ITEM_BYTES: one comma and the
@@ -287,30 +327,39 @@ impl ArrayWriter {
             self.out.set_len(position);
         }
         self.count += values.len();
+        Ok(())
     }
 
     /// Appends an unsigned integer.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
-    pub fn push_u64(&mut self, value: u64) {
-        self.extend_u64(&[value]);
+    pub fn push_u64(&mut self, value: u64) -> Result<(), EncodeError> {
+        self.extend_u64(&[value])
     }
 
     /// Appends a signed integer.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
-    pub fn push_i64(&mut self, value: i64) {
-        self.extend_i64(&[value]);
+    pub fn push_i64(&mut self, value: i64) -> Result<(), EncodeError> {
+        self.extend_i64(&[value])
     }
 
     /// Appends an integer given as decimal text, for values wider than 64 bits.
     ///
     /// # Errors
     /// Returns [`EncodeError::InvalidDecimal`] unless `digits` is an optional `-`
-    /// followed by one or more ASCII digits.
+    /// followed by one or more ASCII digits, and [`EncodeError::OutOfMemory`] if the
+    /// output cannot grow.
     pub fn push_decimal(&mut self, digits: &[u8]) -> Result<(), EncodeError> {
         let body = digits.strip_prefix(b"-").unwrap_or(digits);
         if body.is_empty() || !body.iter().all(u8::is_ascii_digit) {
             return Err(EncodeError::InvalidDecimal);
         }
+        try_reserve(&mut self.out, digits.len() + 1)?;
         if self.count != 0 {
             self.out.push(b',');
         }
@@ -320,10 +369,13 @@ impl ArrayWriter {
     }
 
     /// Closes the array and returns its bytes.
-    #[must_use]
-    pub fn finish(mut self) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
+    pub fn finish(mut self) -> Result<Vec<u8>, EncodeError> {
+        try_reserve(&mut self.out, 1)?;
         self.out.push(b']');
-        self.out
+        Ok(self.out)
     }
 }
 
@@ -331,7 +383,7 @@ impl ArrayWriter {
 trait Wide: Copy + Default {
     /// Number of bytes the value takes in the output, without the comma.
     fn json_len(self) -> usize;
-    fn extend(writer: &mut ArrayWriter, values: &[Self]);
+    fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError>;
 }
 
 impl Wide for i64 {
@@ -341,8 +393,8 @@ impl Wide for i64 {
     }
 
     #[inline(always)]
-    fn extend(writer: &mut ArrayWriter, values: &[Self]) {
-        writer.extend_i64(values);
+    fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError> {
+        writer.extend_i64(values)
     }
 }
 
@@ -353,8 +405,8 @@ impl Wide for u64 {
     }
 
     #[inline(always)]
-    fn extend(writer: &mut ArrayWriter, values: &[Self]) {
-        writer.extend_u64(values);
+    fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError> {
+        writer.extend_u64(values)
     }
 }
 
@@ -419,7 +471,11 @@ unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, bloc
 ///
 /// # Safety
 /// Every element of `layout` must be readable from `base` for the whole call.
-unsafe fn encode_elements<T: Element>(base: *const u8, layout: Layout) -> Vec<u8> {
+unsafe fn encode_elements<T: Element>(
+    base: *const u8,
+    layout: Layout,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut writer = writer_for_at_least(layout.len)?;
     let mut block = [T::Wide::default(); BLOCK];
     let mut total = 2 + layout.len.saturating_sub(1);
     let mut first = 0;
@@ -436,15 +492,17 @@ unsafe fn encode_elements<T: Element>(base: *const u8, layout: Layout) -> Vec<u8
 
     // Each block reserves room for its worst case, so the slack of one block keeps
     // the exact size from forcing a reallocation near the end. A concurrent writer
-    // can change the sizes between the passes; the vector then grows instead of
+    // can change the sizes between the passes. The vector then grows instead of
     // overflowing, so the result is still valid JSON.
-    let mut writer = ArrayWriter::with_exact_capacity(total + BLOCK * MAX_ITEM_BYTES);
+    let room = total.saturating_add(BLOCK * MAX_ITEM_BYTES);
+    let written = writer.out.len();
+    try_reserve(&mut writer.out, room.saturating_sub(written))?;
     let mut first = 0;
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: as above.
         unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
-        T::Wide::extend(&mut writer, &block[..count]);
+        T::Wide::extend(&mut writer, &block[..count])?;
         first += count;
     }
     writer.finish()
@@ -457,8 +515,10 @@ unsafe fn encode_elements<T: Element>(base: *const u8, layout: Layout) -> Vec<u8
 /// `base + i * layout.stride` must be readable for the whole call. Other threads may
 /// write them meanwhile: each element is read once, so the output stays a valid JSON
 /// array of `layout.len` integers.
-#[must_use]
-pub unsafe fn encode_raw(base: *const u8, layout: Layout) -> Vec<u8> {
+///
+/// # Errors
+/// Returns [`EncodeError::OutOfMemory`] if the output cannot be allocated.
+pub unsafe fn encode_raw(base: *const u8, layout: Layout) -> Result<Vec<u8>, EncodeError> {
     // SAFETY: forwarded from the caller.
     unsafe {
         match layout.element {
@@ -477,7 +537,8 @@ pub unsafe fn encode_raw(base: *const u8, layout: Layout) -> Vec<u8> {
 /// Encodes the elements of `layout` whose first element starts at byte `start` of `memory`.
 ///
 /// # Errors
-/// Returns [`EncodeError::OutOfBounds`] if any element does not lie inside `memory`.
+/// Returns [`EncodeError::OutOfBounds`] if any element does not lie inside `memory`,
+/// and [`EncodeError::OutOfMemory`] if the output cannot be allocated.
 pub fn encode_buffer(memory: &[u8], start: usize, layout: Layout) -> Result<Vec<u8>, EncodeError> {
     let size = layout.element.size();
     let out_of_bounds = |index| EncodeError::OutOfBounds {
@@ -505,13 +566,14 @@ pub fn encode_buffer(memory: &[u8], start: usize, layout: Layout) -> Result<Vec<
     }
     // SAFETY: the first and the last element lie inside `memory`, and every other
     // element lies between them, so all of them are readable from the shared slice.
-    Ok(unsafe { encode_raw(memory.as_ptr().wrapping_add(start), layout) })
+    unsafe { encode_raw(memory.as_ptr().wrapping_add(start), layout) }
 }
 
 /// Encodes `len` values `start, start + step, ...`, as a Python `range` yields them.
 ///
 /// # Errors
-/// Returns [`EncodeError::RangeOverflow`] if a value does not fit in an `i64`.
+/// Returns [`EncodeError::RangeOverflow`] if a value does not fit in an `i64`, and
+/// [`EncodeError::OutOfMemory`] if the output cannot be allocated.
 pub fn encode_range(start: i64, step: i64, len: usize) -> Result<Vec<u8>, EncodeError> {
     if len > 0 {
         let last = i128::from(start) + i128::from(step) * (len as i128 - 1);
@@ -519,7 +581,7 @@ pub fn encode_range(start: i64, step: i64, len: usize) -> Result<Vec<u8>, Encode
             return Err(EncodeError::RangeOverflow);
         }
     }
-    let mut writer = ArrayWriter::with_capacity(len);
+    let mut writer = writer_for_at_least(len)?;
     let mut block = [0i64; BLOCK];
     let mut first = 0;
     while first < len {
@@ -529,28 +591,32 @@ pub fn encode_range(start: i64, step: i64, len: usize) -> Result<Vec<u8>, Encode
             // which both fit in an i64.
             *slot = (i128::from(start) + i128::from(step) * (first + offset) as i128) as i64;
         }
-        writer.extend_i64(&block[..count]);
+        writer.extend_i64(&block[..count])?;
         first += count;
     }
-    Ok(writer.finish())
+    writer.finish()
 }
 
 /// Encodes a slice of signed integers.
-#[must_use]
-pub fn encode_i64s(values: &[i64]) -> Vec<u8> {
+///
+/// # Errors
+/// Returns [`EncodeError::OutOfMemory`] if the output cannot be allocated.
+pub fn encode_i64s(values: &[i64]) -> Result<Vec<u8>, EncodeError> {
     let mut writer = ArrayWriter::with_capacity(values.len());
     for chunk in values.chunks(BLOCK) {
-        writer.extend_i64(chunk);
+        writer.extend_i64(chunk)?;
     }
     writer.finish()
 }
 
 /// Encodes a slice of unsigned integers.
-#[must_use]
-pub fn encode_u64s(values: &[u64]) -> Vec<u8> {
+///
+/// # Errors
+/// Returns [`EncodeError::OutOfMemory`] if the output cannot be allocated.
+pub fn encode_u64s(values: &[u64]) -> Result<Vec<u8>, EncodeError> {
     let mut writer = ArrayWriter::with_capacity(values.len());
     for chunk in values.chunks(BLOCK) {
-        writer.extend_u64(chunk);
+        writer.extend_u64(chunk)?;
     }
     writer.finish()
 }

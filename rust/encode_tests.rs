@@ -43,7 +43,7 @@ fn decimal_len_matches_formatting_at_every_power_of_ten() {
 fn every_value_below_2_pow_24_matches_to_string() {
     // Exhaustive over the range every tokenizer vocabulary in use falls into.
     let values: Vec<u64> = (0..1u64 << 24).collect();
-    let encoded = encode_u64s(&values);
+    let encoded = encode_u64s(&values).unwrap();
     let mut expected = Vec::with_capacity(encoded.len());
     expected.push(b'[');
     for (index, value) in values.iter().enumerate() {
@@ -59,7 +59,7 @@ fn every_value_below_2_pow_24_matches_to_string() {
 
 #[test]
 fn boundary_values_signed_and_unsigned() {
-    assert_eq!(encode_u64s(&BOUNDARIES), reference(&BOUNDARIES));
+    assert_eq!(encode_u64s(&BOUNDARIES).unwrap(), reference(&BOUNDARIES));
     let signed: Vec<i64> = BOUNDARIES
         .iter()
         .flat_map(|&value| {
@@ -68,20 +68,23 @@ fn boundary_values_signed_and_unsigned() {
         })
         .chain([i64::MIN, i64::MIN + 1, -1])
         .collect();
-    assert_eq!(encode_i64s(&signed), reference(&signed));
+    assert_eq!(encode_i64s(&signed).unwrap(), reference(&signed));
 }
 
 #[test]
 fn empty_and_single_arrays() {
-    assert_eq!(encode_i64s(&[]), b"[]");
-    assert_eq!(encode_i64s(&[0]), b"[0]");
-    assert_eq!(encode_u64s(&[151_643, 872, 25]), b"[151643,872,25]");
+    assert_eq!(encode_i64s(&[]).unwrap(), b"[]");
+    assert_eq!(encode_i64s(&[0]).unwrap(), b"[0]");
+    assert_eq!(
+        encode_u64s(&[151_643, 872, 25]).unwrap(),
+        b"[151643,872,25]"
+    );
 }
 
 #[test]
 fn writer_accepts_wide_decimals_and_rejects_other_text() {
     let mut writer = ArrayWriter::with_capacity(0);
-    writer.push_i64(-1);
+    writer.push_i64(-1).unwrap();
     writer.push_decimal(b"1180591620717411303424").unwrap();
     writer.push_decimal(b"-36893488147419103232").unwrap();
     assert_eq!(
@@ -92,7 +95,7 @@ fn writer_accepts_wide_decimals_and_rejects_other_text() {
     assert_eq!(writer.push_decimal(b""), Err(EncodeError::InvalidDecimal));
     assert_eq!(writer.len(), 3);
     assert_eq!(
-        writer.finish(),
+        writer.finish().unwrap(),
         b"[-1,1180591620717411303424,-36893488147419103232]"
     );
 }
@@ -102,9 +105,9 @@ fn writer_grows_past_its_initial_capacity() {
     let mut writer = ArrayWriter::with_capacity(1);
     let values: Vec<i64> = (0..10_000).map(|value| i64::MIN + value).collect();
     for &value in &values {
-        writer.push_i64(value);
+        writer.push_i64(value).unwrap();
     }
-    assert_eq!(writer.finish(), reference(&values));
+    assert_eq!(writer.finish().unwrap(), reference(&values));
 }
 
 fn bytes_of(values: &[i64], element: ElementType, order: ByteOrder) -> Vec<u8> {
@@ -319,7 +322,7 @@ fn sampled_values_up_to_ten_to_the_eighth_and_beyond() {
             .step_by(7)
             .collect();
         assert_eq!(
-            encode_u64s(&values),
+            encode_u64s(&values).unwrap(),
             reference(&values),
             "chunk from {start}"
         );
@@ -336,7 +339,50 @@ fn sampled_values_up_to_ten_to_the_eighth_and_beyond() {
         99_999_999_999_999_999,
         10_000_000_000_000_000_000,
     ]);
-    assert_eq!(encode_u64s(&edges), reference(&edges));
+    assert_eq!(encode_u64s(&edges).unwrap(), reference(&edges));
     let signed: Vec<i64> = edges.iter().map(|&value| -((value >> 1) as i64)).collect();
-    assert_eq!(encode_i64s(&signed), reference(&signed));
+    assert_eq!(encode_i64s(&signed).unwrap(), reference(&signed));
+}
+
+#[test]
+fn absurd_lengths_report_out_of_memory() {
+    assert_eq!(
+        encode_range(0, 1, usize::MAX),
+        Err(EncodeError::RangeOverflow)
+    );
+    assert!(matches!(
+        encode_range(0, 0, usize::MAX),
+        Err(EncodeError::OutOfMemory { .. })
+    ));
+    assert!(matches!(
+        encode_range(0, 1, 1 << 44),
+        Err(EncodeError::OutOfMemory { .. })
+    ));
+    assert!(matches!(
+        encode_range(0, 0, 1 << 62),
+        Err(EncodeError::OutOfMemory { .. })
+    ));
+    let memory = [7u8; 1];
+    let broadcast = Layout {
+        element: ElementType::U8,
+        order: ByteOrder::Little,
+        len: usize::MAX / 2,
+        stride: 0,
+    };
+    assert!(matches!(
+        encode_buffer(&memory, 0, broadcast),
+        Err(EncodeError::OutOfMemory { .. })
+    ));
+    let error = EncodeError::OutOfMemory { bytes: 10 };
+    assert_eq!(
+        error.to_string(),
+        "cannot allocate 10 bytes for the JSON output"
+    );
+}
+
+#[test]
+fn capacity_hint_too_large_to_allocate_still_works() {
+    let mut writer = ArrayWriter::with_capacity(usize::MAX / 4);
+    writer.extend_u64(&[0, 1, 2]).unwrap();
+    assert_eq!(writer.finish().unwrap(), b"[0,1,2]");
 }

@@ -6,18 +6,28 @@
 
 use std::ffi::{c_int, CStr};
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, Layout};
+use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, EncodeError, Layout};
 
 /// Maximum number of characters of a value's `repr` quoted in an error message.
 const MAX_REPR_CHARS: usize = 60;
 
 const ACCEPTED: &str =
     "a list, tuple or range of ints, a sequence of ints, or a 1-D buffer of integers";
+
+/// Converts an encoder error into the Python exception that describes it.
+fn to_py_error(error: EncodeError) -> PyErr {
+    match error {
+        EncodeError::OutOfMemory { .. } => PyMemoryError::new_err(error.to_string()),
+        EncodeError::OutOfBounds { .. }
+        | EncodeError::RangeOverflow
+        | EncodeError::InvalidDecimal => PyValueError::new_err(error.to_string()),
+    }
+}
 
 /// Returns `repr(value)` cut to a length that keeps error messages readable.
 fn short_repr(value: &Bound<'_, PyAny>) -> String {
@@ -57,13 +67,11 @@ fn push_exact_int(writer: &mut ArrayWriter, value: &Bound<'_, PyAny>) -> PyResul
                 return Err(error);
             }
         }
-        writer.push_i64(small);
-        return Ok(());
+        return writer.push_i64(small).map_err(to_py_error);
     }
     if overflow > 0 {
         if let Ok(large) = value.extract::<u64>() {
-            writer.push_u64(large);
-            return Ok(());
+            return writer.push_u64(large).map_err(to_py_error);
         }
     }
     // Wider than 64 bits: Python's own digits, as `json.dumps` writes them. `str`
@@ -71,7 +79,7 @@ fn push_exact_int(writer: &mut ArrayWriter, value: &Bound<'_, PyAny>) -> PyResul
     let digits = value.str()?;
     writer
         .push_decimal(digits.to_str()?.as_bytes())
-        .map_err(|error| PyValueError::new_err(format!("int has no decimal form: {error}")))
+        .map_err(to_py_error)
 }
 
 /// Appends one sequence item to `writer`, converting it as `operator.index` does.
@@ -92,6 +100,9 @@ fn push_item(writer: &mut ArrayWriter, index: usize, item: &Bound<'_, PyAny>) ->
     push_exact_int(writer, &converted)
 }
 
+/// Largest item count taken from a `__len__` to size the output up front.
+const MAX_LENGTH_HINT: usize = 1 << 20;
+
 /// Number of small ints collected before they are formatted in one tight loop, away
 /// from the Python API calls that read them.
 const PENDING: usize = 256;
@@ -111,8 +122,9 @@ impl PendingInts {
     }
 
     /// Reads `item`, an exact int, and returns false if it does not fit in an `i64`.
+    /// The caller flushes when the block is full.
     #[inline(always)]
-    fn push(&mut self, writer: &mut ArrayWriter, item: *mut ffi::PyObject) -> bool {
+    fn try_push(&mut self, item: *mut ffi::PyObject) -> bool {
         let mut overflow: c_int = 0;
         // SAFETY: `item` is a live int and the GIL is held. Converting an exact int
         // runs no Python code, and -1 with no overflow is a valid value because the
@@ -123,15 +135,19 @@ impl PendingInts {
         }
         self.values[self.count] = value;
         self.count += 1;
-        if self.count == PENDING {
-            self.flush(writer);
-        }
         true
     }
 
-    fn flush(&mut self, writer: &mut ArrayWriter) {
-        writer.extend_i64(&self.values[..self.count]);
+    fn is_full(&self) -> bool {
+        self.count == PENDING
+    }
+
+    fn flush(&mut self, writer: &mut ArrayWriter) -> PyResult<()> {
+        writer
+            .extend_i64(&self.values[..self.count])
+            .map_err(to_py_error)?;
         self.count = 0;
+        Ok(())
     }
 }
 
@@ -165,11 +181,14 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
             }
         };
         // SAFETY: `item` is live and the GIL is held.
-        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && pending.push(&mut writer, item) {
+        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && pending.try_push(item) {
+            if pending.is_full() {
+                pending.flush(&mut writer)?;
+            }
             index += 1;
             continue;
         }
-        pending.flush(&mut writer);
+        pending.flush(&mut writer)?;
         // SAFETY: as above. The strong reference keeps the item alive while its
         // `__index__` runs, which may change the list.
         let item = unsafe { Bound::from_borrowed_ptr(py, item) };
@@ -177,17 +196,19 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
         size = read_size();
         index += 1;
     }
-    pending.flush(&mut writer);
-    Ok(writer.finish())
+    pending.flush(&mut writer)?;
+    writer.finish().map_err(to_py_error)
 }
 
 /// Encodes any other iterable sequence through its iterator.
 fn encode_iterable(sequence: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let mut writer = ArrayWriter::with_capacity(sequence.len().unwrap_or(0));
+    // The length is only a hint: `__len__` may claim anything, so it is also capped.
+    let hint = sequence.len().unwrap_or(0).min(MAX_LENGTH_HINT);
+    let mut writer = ArrayWriter::with_capacity(hint);
     for (index, item) in sequence.try_iter()?.enumerate() {
         push_item(&mut writer, index, &item?)?;
     }
-    Ok(writer.finish())
+    writer.finish().map_err(to_py_error)
 }
 
 /// Encodes a `range` without creating its items, if its values fit in 64 bits.
@@ -198,7 +219,12 @@ fn encode_range(py: Python<'_>, range: &Bound<'_, PyAny>) -> PyResult<Option<Vec
     let (Ok(start), Ok(step), Ok(len)) = (start, step, len) else {
         return Ok(None);
     };
-    Ok(py.detach(|| encode::encode_range(start, step, len)).ok())
+    match py.detach(|| encode::encode_range(start, step, len)) {
+        Ok(encoded) => Ok(Some(encoded)),
+        // Values beyond 64 bits: the caller iterates the range instead.
+        Err(EncodeError::RangeOverflow) => Ok(None),
+        Err(error) => Err(to_py_error(error)),
+    }
 }
 
 /// An exported buffer, released when dropped.
@@ -340,7 +366,26 @@ fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>
         unsafe { encode::encode_raw(base.0, layout) }
     });
     drop(buffer);
-    Ok(Some(encoded))
+    encoded.map(Some).map_err(to_py_error)
+}
+
+/// Raises TypeError for a numpy masked array with masked values. Its buffer still holds
+/// a number in every masked slot, which must not be sent as a token ID.
+fn reject_masked_values(tokens: &Bound<'_, PyAny>) -> PyResult<()> {
+    let module = tokens.get_type().module()?;
+    if !module.to_str()?.starts_with("numpy.ma") || !tokens.hasattr("count")? {
+        return Ok(());
+    }
+    let size: usize = tokens.getattr("size")?.extract()?;
+    let unmasked: usize = tokens.call_method0("count")?.extract()?;
+    if unmasked == size {
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot encode a masked array with masked entries ({} of {size}): fill them with \
+         tokens.filled(value) or drop them with tokens.compressed() first",
+        size - unmasked
+    )))
 }
 
 fn has_buffer(object: &Bound<'_, PyAny>) -> bool {
@@ -377,6 +422,7 @@ fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if tokens.is_instance_of::<PyString>() {
         return Err(unsupported(tokens));
     }
+    reject_masked_values(tokens)?;
     if has_buffer(tokens) {
         return match BufferView::get(tokens) {
             Ok(buffer) => match encode_buffer(py, buffer)? {
@@ -405,13 +451,28 @@ fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Err(unsupported(tokens))
 }
 
+/// Runs `work`, turning a Rust panic into a RuntimeError. PyO3 would raise its
+/// PanicException, which derives from BaseException and escapes `except Exception`.
+fn without_panics<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(PyRuntimeError::new_err(format!(
+            "internal error in tinker_accel ({reason}); please report it with the input that caused it"
+        )))
+    })
+}
+
 /// Encode token IDs as a compact JSON array.
 #[pyfunction]
 fn encode_tokens<'py>(
     py: Python<'py>,
     tokens: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let encoded = encode_any(py, tokens)?;
+    let encoded = without_panics(|| encode_any(py, tokens))?;
     Ok(PyBytes::new(py, &encoded))
 }
 
@@ -419,6 +480,13 @@ fn encode_tokens<'py>(
 /// each item as `operator.index` does. Other inputs raise TypeError.
 #[pyfunction]
 fn tokens_to_list<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    without_panics(|| copy_as_int_list(py, tokens))
+}
+
+fn copy_as_int_list<'py>(
+    py: Python<'py>,
+    tokens: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let raw = tokens.as_ptr();
     // SAFETY: the GIL is held and `raw` is live.
     let accepted = unsafe { ffi::PyList_CheckExact(raw) != 0 || ffi::PyTuple_CheckExact(raw) != 0 };

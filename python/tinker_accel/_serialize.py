@@ -14,8 +14,9 @@ from pydantic import (
     PlainSerializer,
     SerializationInfo,
     SerializerFunctionWrapHandler,
+    WithJsonSchema,
 )
-from pydantic_core import core_schema
+from pydantic_core import PydanticSerializationError, core_schema
 
 from tinker_accel._native import encode_tokens, tokens_to_list
 
@@ -39,16 +40,35 @@ def _as_json_list(tokens: Any) -> list[int]:
     return result
 
 
+def _filtered(tokens: Any, info: SerializationInfo) -> list[int]:
+    """Apply item-level include and exclude sets, as ``model_dump(include={"tokens": {0}})``
+    asks for."""
+    # NOTE: only plain index sets are handled here; "__all__" and negative indices are
+    # not. This runs only on pydantic versions whose Sequence serializer is not a wrap
+    # function, because `_StockPythonMode` hands such calls to pydantic otherwise.
+    items = _as_json_list(tokens)
+    include, exclude = info.include, info.exclude
+    return [
+        item
+        for index, item in enumerate(items)
+        if (include is None or index in include) and (exclude is None or index not in exclude)
+    ]
+
+
 def _serialize_token_ids(tokens: Any, info: SerializationInfo) -> Any:
+    if info.include is not None or info.exclude is not None:
+        return _filtered(tokens, info)
     context = info.context
     if isinstance(context, dict):
         fragments = context.get(_FRAGMENTS_KEY)
         if fragments is not None:
             try:
                 fragments.append(encode_tokens(tokens))
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, MemoryError) as error:
+                # Raised on, so that a union tries its other members. If none fits,
+                # dumps_model raises this error instead of pydantic's wrapped one.
                 context[_ERRORS_KEY].append(error)
-                fragments.append(b"[]")
+                raise
             return f"{_PLACEHOLDER_PREFIX}{len(fragments) - 1}"
     return _as_json_list(tokens)
 
@@ -81,7 +101,8 @@ class _StockPythonMode:
         def serialize(
             tokens: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
         ) -> Any:
-            if info.mode_is_json():
+            # Item-level include and exclude sets go to pydantic, which applies them.
+            if info.mode_is_json() and info.include is None and info.exclude is None:
                 return fast_function(tokens, info)
             return stock_function(tokens, handler, info)
 
@@ -95,6 +116,8 @@ TokenIds = Annotated[
     Sequence[int],
     PlainSerializer(_serialize_token_ids, when_used="json"),
     _StockPythonMode(),
+    # The serializer's return type is Any, so the JSON schema would otherwise be empty.
+    WithJsonSchema({"items": {"type": "integer"}, "type": "array"}, mode="serialization"),
 ]
 """A sequence of token IDs that serializes to JSON through the Rust encoder.
 
@@ -140,17 +163,20 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
     the same errors, because the rest of the document goes through the same
     ``json.dumps`` call with a short placeholder string in place of each token array.
     """
+    user_context = dump_options.pop("context", None)
+    if user_context is not None and not isinstance(user_context, dict):
+        # No room to add the encoder's keys to a context that is not a dict.
+        return stock_dumps(model, context=user_context, **dump_options)
     fragments: list[bytes] = []
-    errors: list[Exception] = []
-    context = {
-        **(dump_options.pop("context", None) or {}),
-        _FRAGMENTS_KEY: fragments,
-        _ERRORS_KEY: errors,
-    }
-    data = model.model_dump(mode="json", context=context, **dump_options)
-    if errors:
-        # The encoder's own TypeError or ValueError, which names the index and the type.
-        raise errors[0]
+    errors: list[BaseException] = []
+    context = {**(user_context or {}), _FRAGMENTS_KEY: fragments, _ERRORS_KEY: errors}
+    try:
+        data = model.model_dump(mode="json", context=context, **dump_options)
+    except PydanticSerializationError:
+        if errors:
+            # The encoder's own TypeError or ValueError, which names the index and the type.
+            raise errors[0] from None
+        raise
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     head = text.encode("utf-8")
     if not fragments:
@@ -158,5 +184,5 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
     body = _splice(head, fragments)
     if body is None:
         # A string field held the placeholder text itself: serialize the stock way.
-        return stock_dumps(model, **dump_options)
+        return stock_dumps(model, context=user_context, **dump_options)
     return body

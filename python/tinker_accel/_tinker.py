@@ -59,7 +59,8 @@ class _TokenCount:
 def _chunk_repr_args(self: BaseModel) -> Iterator[tuple[str | None, Any]]:
     for name, value in BaseModel.__repr_args__(self):
         if name == "tokens":
-            with contextlib.suppress(TypeError):
+            # A token container without a working len() keeps its own repr.
+            with contextlib.suppress(Exception):
                 value = _TokenCount(len(value))
         yield name, value
 
@@ -75,14 +76,18 @@ def _adopt_chunk(chunk: Any, by_name: dict[str, type[BaseModel]]) -> Any:
     """Rebuild a chunk whose class is another copy of a tinker chunk class, for
     example one left over after a module reload, as an instance of tinker's class.
 
-    A copy is recognized by its class name and field names, because a reloaded
-    module's class differs from tinker's in identity only.
+    A copy is recognized by its class name, its module (one of tinker's) and its field
+    names, because a reloaded module's class differs from tinker's in identity only.
+    A user's class that merely shares the name keeps its own serialization.
     """
     if not isinstance(chunk, BaseModel):
         return chunk
-    target = by_name.get(type(chunk).__qualname__)
-    fields = type(chunk).model_fields
-    if target is None or fields.keys() != target.model_fields.keys():
+    chunk_class = type(chunk)
+    target = by_name.get(chunk_class.__qualname__)
+    module = chunk_class.__module__
+    from_tinker = module == "tinker" or module.startswith("tinker.")
+    fields = chunk_class.model_fields
+    if target is None or not from_tinker or fields.keys() != target.model_fields.keys():
         return chunk
     values = {name: getattr(chunk, name) for name in fields}
     return target.model_construct(_fields_set=set(chunk.model_fields_set), **values)
@@ -284,7 +289,11 @@ def disable() -> None:
                 patch.class_annotation,
                 patch.original_annotation,
             )
-        _rebuild(state.rebuilt)
+        # Models from tinker modules first imported while enabled contain the
+        # accelerated serializer too, so look for dependents again.
+        patched = [patch.model for patch in state.fields]
+        dependents = _dependent_models(patched)
+        _rebuild(patched + [model for model in dependents if model not in patched])
         _state = None
         logger.info("tinker-accel disabled")
 

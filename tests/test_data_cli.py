@@ -346,6 +346,33 @@ def test_bench_stand_in_prints_table(
     assert report["machine"]["cpu_count"] >= 1
 
 
+def test_bench_times_each_path_in_its_state(
+    small_data_file: Path,
+    stand_in_accelerator: dict[str, bool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stock path must be timed with the accelerator off, or its token field would
+    # already go through the encoder and the speedup would be understated.
+    states: dict[str, set[bool]] = {"stock": set(), "accelerated": set()}
+    stock_body = _cli._stock_request_body
+
+    def timed_stock(request: object) -> bytes:
+        states["stock"].add(stand_in_accelerator["enabled"])
+        return stock_body(request)  # type: ignore[arg-type]
+
+    def timed_accelerated(request: object) -> bytes:
+        states["accelerated"].add(stand_in_accelerator["enabled"])
+        return stock_body(request)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_cli, "_stock_request_body", timed_stock)
+    monkeypatch.setattr(tinker_accel, "request_body", timed_accelerated)
+
+    assert _cli.main(["bench", "--data", str(small_data_file), "--repeat", "3"]) == 0
+    assert False not in states["accelerated"]
+    assert True in states["accelerated"]
+    assert states["stock"] == {False}
+
+
 def test_bench_restores_enabled_accelerator(
     small_data_file: Path, stand_in_accelerator: dict[str, bool]
 ) -> None:

@@ -85,6 +85,9 @@ unsafe fn write_u64(mut value: u64, at: *mut u8) -> usize {
     len
 }
 
+/// Values below this have at most 8 digits, which the vector path writes.
+const SHORT_LIMIT: u64 = 100_000_000;
+
 /// An integer that can write its decimal form.
 trait Digits: Copy {
     /// Writes the number at `at` and returns how many bytes it took.
@@ -92,6 +95,9 @@ trait Digits: Copy {
     /// # Safety
     /// 21 bytes from `at` must be writable. Bytes past the number may be overwritten.
     unsafe fn write_at(self, at: *mut u8) -> usize;
+
+    /// Returns the value if it is non-negative and below `SHORT_LIMIT`.
+    fn short(self) -> Option<u64>;
 }
 
 impl Digits for u64 {
@@ -100,9 +106,21 @@ impl Digits for u64 {
         // SAFETY: `write_u64` needs 20 of the 21 bytes the caller guarantees.
         unsafe { write_u64(self, at) }
     }
+
+    #[inline(always)]
+    fn short(self) -> Option<u64> {
+        (self < SHORT_LIMIT).then_some(self)
+    }
 }
 
 impl Digits for i64 {
+    #[inline(always)]
+    fn short(self) -> Option<u64> {
+        u64::try_from(self)
+            .ok()
+            .filter(|&value| value < SHORT_LIMIT)
+    }
+
     #[inline(always)]
     unsafe fn write_at(self, at: *mut u8) -> usize {
         // SAFETY: one byte for the sign and 20 for `write_u64`, as the caller guarantees.
@@ -114,6 +132,114 @@ impl Digits for i64 {
                 write_u64(self.unsigned_abs(), at)
             }
         }
+    }
+}
+
+/// Digit formatting of four numbers at once with AVX2.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{decimal_len, Digits};
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi8, _mm256_extract_epi64, _mm256_mul_epu32, _mm256_mulhi_epu16,
+        _mm256_mullo_epi16, _mm256_mullo_epi32, _mm256_or_si256, _mm256_set1_epi16,
+        _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set1_epi8, _mm256_set_epi64x,
+        _mm256_slli_epi16, _mm256_slli_epi32, _mm256_slli_epi64, _mm256_srli_epi32,
+        _mm256_srli_epi64, _mm256_sub_epi16, _mm256_sub_epi32, _mm256_sub_epi64,
+    };
+    use std::ptr;
+
+    /// Returns whether this CPU has AVX2 and LZCNT (every CPU with AVX2 in use has
+    /// both). The standard library caches the answer.
+    #[inline(always)]
+    pub(super) fn is_available() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("lzcnt")
+    }
+
+    /// Returns the eight decimal digits of each of four values below 10^8 as ASCII, one
+    /// 64-bit lane each, the most significant digit in the lowest byte.
+    ///
+    /// Each step divides every lane by a constant with a multiply and a shift: by 10^4
+    /// in 64-bit lanes, by 100 in 32-bit lanes, by 10 in 16-bit lanes. Each multiplier
+    /// is exact for the range of its lane (checked by the exhaustive tests).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn eight_digits(values: __m256i) -> __m256i {
+        // v / 10^4 == (v * 109951163) >> 40 for v < 10^8.
+        let high =
+            _mm256_srli_epi64::<40>(_mm256_mul_epu32(values, _mm256_set1_epi64x(109_951_163)));
+        let low = _mm256_sub_epi64(values, _mm256_mul_epu32(high, _mm256_set1_epi64x(10_000)));
+        let halves = _mm256_or_si256(high, _mm256_slli_epi64::<32>(low));
+        // x / 100 == (x * 5243) >> 19 for x < 10^4.
+        let hundreds = _mm256_srli_epi32::<19>(_mm256_mullo_epi32(halves, _mm256_set1_epi32(5243)));
+        let below_hundred =
+            _mm256_sub_epi32(halves, _mm256_mullo_epi32(hundreds, _mm256_set1_epi32(100)));
+        let pairs = _mm256_or_si256(hundreds, _mm256_slli_epi32::<16>(below_hundred));
+        // p / 10 == (p * 6554) >> 16 for p < 100.
+        let tens = _mm256_mulhi_epu16(pairs, _mm256_set1_epi16(6554));
+        let ones = _mm256_sub_epi16(pairs, _mm256_mullo_epi16(tens, _mm256_set1_epi16(10)));
+        let digits = _mm256_or_si256(tens, _mm256_slli_epi16::<8>(ones));
+        _mm256_add_epi8(digits, _mm256_set1_epi8(b'0' as i8))
+    }
+
+    /// Writes `,value` for each of four values below 10^8 and returns the bytes written.
+    ///
+    /// # Safety
+    /// 4 * 10 bytes from `at` must be writable, and the CPU must have AVX2 and LZCNT.
+    #[target_feature(enable = "avx2,lzcnt")]
+    #[inline]
+    unsafe fn write_four(values: [u64; 4], at: *mut u8) -> usize {
+        // Built in registers: storing the four values and loading them as one vector
+        // would stall on store forwarding.
+        let [a, b, c, d] = values.map(|value| value as i64);
+        let ascii = eight_digits(_mm256_set_epi64x(d, c, b, a));
+        let words = [
+            _mm256_extract_epi64::<0>(ascii) as u64,
+            _mm256_extract_epi64::<1>(ascii) as u64,
+            _mm256_extract_epi64::<2>(ascii) as u64,
+            _mm256_extract_epi64::<3>(ascii) as u64,
+        ];
+        let mut position = 0;
+        for (value, word) in values.into_iter().zip(words) {
+            let len = decimal_len(value);
+            // SAFETY: each item stores a comma and 8 bytes within its 10-byte share of
+            // the room the caller guarantees. The shift drops the leading zero digits.
+            unsafe {
+                *at.add(position) = b',';
+                let shifted = word >> (8 * (8 - len));
+                ptr::write_unaligned(
+                    at.add(position + 1).cast::<[u8; 8]>(),
+                    shifted.to_le_bytes(),
+                );
+            }
+            position += 1 + len;
+        }
+        position
+    }
+
+    /// Writes `,value` for the leading groups of four values in `values` in which
+    /// every value is below 10^8. Returns the bytes written and the values left.
+    ///
+    /// # Safety
+    /// 10 bytes per value from `at` must be writable, and the CPU must have AVX2 and
+    /// LZCNT.
+    #[target_feature(enable = "avx2,lzcnt")]
+    pub(super) unsafe fn write_short_groups<V: Digits>(values: &[V], at: *mut u8) -> (usize, &[V]) {
+        let mut written = 0;
+        let mut groups = values.chunks_exact(4);
+        for (index, group) in groups.by_ref().enumerate() {
+            let shorts = [
+                group[0].short(),
+                group[1].short(),
+                group[2].short(),
+                group[3].short(),
+            ];
+            let [Some(a), Some(b), Some(c), Some(d)] = shorts else {
+                return (written, &values[index * 4..]);
+            };
+            // SAFETY: forwarded from the caller, for four values.
+            written += unsafe { write_four([a, b, c, d], at.add(written)) };
+        }
+        (written, groups.remainder())
     }
 }
 
@@ -282,7 +408,14 @@ impl ArrayWriter {
     /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
     pub fn extend_u64(&mut self, values: &[u64]) -> Result<(), EncodeError> {
-        self.extend_with(values)
+        self.extend_with(values, true)
+    }
+
+    /// Appends unsigned integers with the scalar formatter only, so tests can compare
+    /// it with the vector one.
+    #[cfg(test)]
+    pub(crate) fn extend_u64_scalar(&mut self, values: &[u64]) -> Result<(), EncodeError> {
+        self.extend_with(values, false)
     }
 
     /// Appends signed integers.
@@ -291,7 +424,7 @@ impl ArrayWriter {
     /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
     pub fn extend_i64(&mut self, values: &[i64]) -> Result<(), EncodeError> {
-        self.extend_with(values)
+        self.extend_with(values, true)
     }
 
     /// Appends `values`.
@@ -300,7 +433,11 @@ impl ArrayWriter {
     /// vector instead, it would be stored and reloaded around every item, because the
     /// compiler must assume the digit stores may change it.
     #[inline(always)]
-    fn extend_with<V: Digits>(&mut self, values: &[V]) -> Result<(), EncodeError> {
+    fn extend_with<V: Digits>(
+        &mut self,
+        values: &[V],
+        allow_vector: bool,
+    ) -> Result<(), EncodeError> {
         let Some((&first, rest)) = values.split_first() else {
             return Ok(());
         };
@@ -320,6 +457,15 @@ impl ArrayWriter {
                 position += 1;
             }
             position += first.write_at(base.add(position));
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+            let mut rest = rest;
+            #[cfg(target_arch = "x86_64")]
+            if allow_vector && avx2::is_available() {
+                // SAFETY: the reservation covers every item of `rest`, and AVX2 is present.
+                let (written, remaining) = avx2::write_short_groups(rest, base.add(position));
+                position += written;
+                rest = remaining;
+            }
             for &value in rest {
                 *base.add(position) = b',';
                 position += 1 + value.write_at(base.add(position + 1));

@@ -386,3 +386,22 @@ fn capacity_hint_too_large_to_allocate_still_works() {
     writer.extend_u64(&[0, 1, 2]).unwrap();
     assert_eq!(writer.finish().unwrap(), b"[0,1,2]");
 }
+
+#[test]
+fn scalar_and_vector_formatters_agree() {
+    // Mixed lengths, values at the 10^8 boundary and beyond, in groups that the vector
+    // path takes whole, splits or leaves to the scalar path.
+    let mut values: Vec<u64> = (0..1u64 << 20)
+        .map(|value| value * 97 % 100_000_123)
+        .collect();
+    values.extend([99_999_999, 100_000_000, 5, 7, u64::MAX, 1, 2, 3, 4]);
+    let mut vector = ArrayWriter::with_capacity(values.len());
+    let mut scalar = ArrayWriter::with_capacity(values.len());
+    for chunk in values.chunks(251) {
+        vector.extend_u64(chunk).unwrap();
+        scalar.extend_u64_scalar(chunk).unwrap();
+    }
+    let vector = vector.finish().unwrap();
+    assert!(vector == scalar.finish().unwrap());
+    assert!(vector == reference(&values));
+}

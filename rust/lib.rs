@@ -7,6 +7,8 @@
 pub mod encode;
 
 #[cfg(feature = "python")]
+mod object_layout;
+#[cfg(feature = "python")]
 mod python;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, EncodeError, Layout};
+use crate::object_layout;
 
 /// Maximum number of characters of a value's `repr` quoted in an error message.
 const MAX_REPR_CHARS: usize = 60;
@@ -138,6 +139,13 @@ impl PendingInts {
         true
     }
 
+    /// Adds a value read without the API. The caller flushes when the block is full.
+    #[inline(always)]
+    fn push_value(&mut self, value: i64) {
+        self.values[self.count] = value;
+        self.count += 1;
+    }
+
     fn is_full(&self) -> bool {
         self.count == PENDING
     }
@@ -165,28 +173,45 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
             ffi::PyTuple_Size(raw)
         }
     };
+    let direct = object_layout::layout();
+    // SAFETY: `raw` is an exact list or tuple, the GIL is held, and the address is read
+    // again after every call that can run Python code.
+    let read_items = || direct.map(|_| unsafe { object_layout::items(raw, is_list) });
     let mut size = read_size();
+    let mut items = read_items();
     let mut writer = ArrayWriter::with_capacity(size.max(0) as usize);
     let mut pending = PendingInts::new();
     let mut index: isize = 0;
     while index < size {
-        // SAFETY: `index < size` and nothing has run Python code since `size` was read,
-        // so the item exists. The reference is borrowed: the container keeps the item
-        // alive as long as no Python code runs.
+        // SAFETY: `index < size` and nothing has run Python code since `size` and
+        // `items` were read, so the item exists. The reference is borrowed: the
+        // container keeps the item alive as long as no Python code runs.
         let item = unsafe {
-            if is_list {
-                ffi::PyList_GetItem(raw, index)
-            } else {
-                ffi::PyTuple_GetItem(raw, index)
+            match items {
+                Some(items) => *items.offset(index),
+                None if is_list => ffi::PyList_GetItem(raw, index),
+                None => ffi::PyTuple_GetItem(raw, index),
             }
         };
         // SAFETY: `item` is live and the GIL is held.
-        if unsafe { ffi::PyLong_CheckExact(item) } != 0 && pending.try_push(item) {
-            if pending.is_full() {
-                pending.flush(&mut writer)?;
+        if unsafe { ffi::PyLong_CheckExact(item) } != 0 {
+            // SAFETY: `item` is an exact int and `direct` came from `layout()`.
+            let compact =
+                direct.and_then(|layout| unsafe { object_layout::compact_value(item, layout) });
+            let pushed = match compact {
+                Some(value) => {
+                    pending.push_value(value);
+                    true
+                }
+                None => pending.try_push(item),
+            };
+            if pushed {
+                if pending.is_full() {
+                    pending.flush(&mut writer)?;
+                }
+                index += 1;
+                continue;
             }
-            index += 1;
-            continue;
         }
         pending.flush(&mut writer)?;
         // SAFETY: as above. The strong reference keeps the item alive while its
@@ -194,6 +219,7 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
         let item = unsafe { Bound::from_borrowed_ptr(py, item) };
         push_item(&mut writer, index as usize, &item)?;
         size = read_size();
+        items = read_items();
         index += 1;
     }
     pending.flush(&mut writer)?;
@@ -523,10 +549,23 @@ fn copy_as_int_list<'py>(
     Ok(copy)
 }
 
+/// Return how list items are read: "direct" where the interpreter's object layout is
+/// known, "api" otherwise. For tests and diagnostics.
+#[pyfunction]
+fn _list_reader() -> &'static str {
+    if object_layout::layout().is_some() {
+        "direct"
+    } else {
+        "api"
+    }
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(encode_tokens, module)?)?;
     module.add_function(wrap_pyfunction!(tokens_to_list, module)?)?;
+    module.add_function(wrap_pyfunction!(_list_reader, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    object_layout::init(module.py())?;
     Ok(())
 }

@@ -181,3 +181,19 @@ def test_random_int_lists(tokens: list[int]) -> None:
 def test_random_numpy_arrays(tokens: np.ndarray, step: int) -> None:
     view = tokens[::step]
     assert encode_tokens(view) == reference(view.tolist())
+
+
+def test_direct_list_reads_on_known_cpython() -> None:
+    from tinker_accel import _native
+
+    known = sys.implementation.name == "cpython" and (3, 11) <= sys.version_info[:2] <= (3, 14)
+    assert _native._list_reader() == ("direct" if known else "api")
+
+
+class PlainList(list[Any]):
+    """A list subclass, which takes the iterator path instead of direct reads."""
+
+
+@given(st.lists(st.integers(min_value=-(2**65), max_value=2**65) | st.booleans()))
+def test_direct_reads_match_iterator_path(tokens: list[Any]) -> None:
+    assert encode_tokens(tokens) == encode_tokens(PlainList(tokens)) == reference(tokens)

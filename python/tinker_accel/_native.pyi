@@ -14,3 +14,6 @@ def encode_tokens(tokens: Any) -> bytes:
 
 def tokens_to_list(tokens: list[Any] | tuple[Any, ...]) -> list[int]:
     """Return a new list of exact ints from a list or tuple of token IDs."""
+
+def _list_reader() -> str:
+    """Return "direct" where list items are read from the object layout, else "api"."""

@@ -148,8 +148,8 @@ mod avx2 {
     };
     use std::ptr;
 
-    /// Returns whether this CPU has AVX2 and LZCNT (every CPU with AVX2 in use has
-    /// both). The standard library caches the answer.
+    /// Returns whether this CPU has AVX2 and LZCNT, which the vector path uses. The
+    /// standard library caches the result.
     #[inline(always)]
     pub(super) fn is_available() -> bool {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("lzcnt")

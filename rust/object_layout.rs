@@ -18,12 +18,12 @@ const AFTER_VAR_HEAD: usize = 24;
 /// Byte offset of `ob_size` (3.11) or `lv_tag` (3.12 and later) in an int.
 const SIZE_OR_TAG: usize = 16;
 
-/// How an int object records its sign and digit count.
+/// Memory layout of the sign and digit count of an int object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IntLayout {
     /// CPython 3.11: `ob_size` is the digit count, negative for negative numbers.
     SignedSize,
-    /// CPython 3.12 to 3.14: `lv_tag` holds the digit count above 3 flag bits, and
+    /// CPython 3.12 to 3.14: `lv_tag` contains the digit count above 3 flag bits, and
     /// its low 2 bits are 0 for positive, 1 for zero and 2 for negative numbers.
     Tagged,
 }

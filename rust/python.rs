@@ -177,6 +177,7 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
     // SAFETY: `raw` is an exact list or tuple, the GIL is held, and the address is read
     // again after every call that can run Python code.
     let read_items = || direct.map(|_| unsafe { object_layout::items(raw, is_list) });
+
     let mut size = read_size();
     let mut items = read_items();
     let mut writer = ArrayWriter::with_capacity(size.max(0) as usize);
@@ -213,6 +214,8 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
                 continue;
             }
         }
+
+        // Anything else: bool, int subclasses, other __index__ objects, wide ints.
         pending.flush(&mut writer)?;
         // SAFETY: as above. The strong reference keeps the item alive while its
         // `__index__` runs, which may change the list.
@@ -395,7 +398,7 @@ fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>
     encoded.map(Some).map_err(to_py_error)
 }
 
-/// Raises TypeError for a numpy masked array with masked values. Its buffer still holds
+/// Raises TypeError for a numpy masked array with masked values. Its buffer still contains
 /// a number in every masked slot, which must not be sent as a token ID.
 fn reject_masked_values(tokens: &Bound<'_, PyAny>) -> PyResult<()> {
     let module = tokens.get_type().module()?;

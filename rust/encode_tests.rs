@@ -405,3 +405,25 @@ fn scalar_and_vector_formatters_agree() {
     assert!(vector == scalar.finish().unwrap());
     assert!(vector == reference(&values));
 }
+
+#[test]
+fn widest_forms_of_element_types() {
+    use crate::encode::max_json_len;
+    let cases: [(i128, i128, usize); 8] = [
+        (i8::MIN.into(), i8::MAX.into(), 4),
+        (0, u8::MAX.into(), 3),
+        (i16::MIN.into(), i16::MAX.into(), 6),
+        (0, u16::MAX.into(), 5),
+        (i32::MIN.into(), i32::MAX.into(), 11),
+        (0, u32::MAX.into(), 10),
+        (i64::MIN.into(), i64::MAX.into(), 20),
+        (0, u64::MAX.into(), 20),
+    ];
+    for (min, max, expected) in cases {
+        assert_eq!(max_json_len(min, max), expected, "{min}..={max}");
+        assert_eq!(
+            max_json_len(min, max),
+            min.to_string().len().max(max.to_string().len())
+        );
+    }
+}

@@ -135,6 +135,49 @@ impl Digits for i64 {
     }
 }
 
+/// Writes `values` as comma-separated numbers from `base + position`, starting with a
+/// comma if `after_first`, and returns the position after the last one.
+///
+/// # Safety
+/// Every byte from `base + position` to 8 bytes past the end of the last value must be
+/// writable: the vector path stores 8 digits for every number of up to 8, so up to 7
+/// bytes past the returned position may be overwritten. MAX_ITEM_BYTES per value is
+/// always enough.
+#[inline(always)]
+unsafe fn write_items<V: Digits>(
+    values: &[V],
+    base: *mut u8,
+    mut position: usize,
+    after_first: bool,
+    allow_vector: bool,
+) -> usize {
+    let Some((&first, rest)) = values.split_first() else {
+        return position;
+    };
+    // SAFETY: forwarded from the caller, item by item.
+    unsafe {
+        if after_first {
+            *base.add(position) = b',';
+            position += 1;
+        }
+        position += first.write_at(base.add(position));
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut rest = rest;
+        #[cfg(target_arch = "x86_64")]
+        if allow_vector && avx2::is_available() {
+            // SAFETY: as above, and AVX2 is present.
+            let (written, remaining) = avx2::write_short_groups(rest, base.add(position));
+            position += written;
+            rest = remaining;
+        }
+        for &value in rest {
+            *base.add(position) = b',';
+            position += 1 + value.write_at(base.add(position + 1));
+        }
+    }
+    position
+}
+
 /// Digit formatting of four numbers at once with AVX2.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -257,6 +300,21 @@ pub enum ElementType {
 }
 
 impl ElementType {
+    /// Length of the type's widest decimal form, sign included.
+    #[must_use]
+    pub fn max_json_len(self) -> usize {
+        match self {
+            Self::I8 => <i8 as Element>::MAX_JSON_LEN,
+            Self::U8 => <u8 as Element>::MAX_JSON_LEN,
+            Self::I16 => <i16 as Element>::MAX_JSON_LEN,
+            Self::U16 => <u16 as Element>::MAX_JSON_LEN,
+            Self::I32 => <i32 as Element>::MAX_JSON_LEN,
+            Self::U32 => <u32 as Element>::MAX_JSON_LEN,
+            Self::I64 => <i64 as Element>::MAX_JSON_LEN,
+            Self::U64 => <u64 as Element>::MAX_JSON_LEN,
+        }
+    }
+
     /// Returns the type with the given signedness and size in bytes, if there is one.
     #[must_use]
     pub fn from_parts(signed: bool, size: usize) -> Option<Self> {
@@ -438,38 +496,20 @@ impl ArrayWriter {
         values: &[V],
         allow_vector: bool,
     ) -> Result<(), EncodeError> {
-        let Some((&first, rest)) = values.split_first() else {
+        if values.is_empty() {
             return Ok(());
-        };
+        }
         let worst_case = values
             .len()
             .checked_mul(MAX_ITEM_BYTES)
             .ok_or(EncodeError::OutOfMemory { bytes: usize::MAX })?;
         try_reserve(&mut self.out, worst_case)?;
         let base = self.out.as_mut_ptr();
-        let mut position = self.out.len();
-        // SAFETY: the reservation gives every item MAX_ITEM_BYTES: one comma and the
-        // 21 bytes `write_at` may touch. `set_len` runs after every byte up to
-        // `position` is written.
+        // SAFETY: the reservation gives every item MAX_ITEM_BYTES, which covers what
+        // `write_items` touches. `set_len` runs after every byte up to the returned
+        // position is written.
         unsafe {
-            if self.count != 0 {
-                *base.add(position) = b',';
-                position += 1;
-            }
-            position += first.write_at(base.add(position));
-            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-            let mut rest = rest;
-            #[cfg(target_arch = "x86_64")]
-            if allow_vector && avx2::is_available() {
-                // SAFETY: the reservation covers every item of `rest`, and AVX2 is present.
-                let (written, remaining) = avx2::write_short_groups(rest, base.add(position));
-                position += written;
-                rest = remaining;
-            }
-            for &value in rest {
-                *base.add(position) = b',';
-                position += 1 + value.write_at(base.add(position + 1));
-            }
+            let position = write_items(values, base, self.out.len(), self.count != 0, allow_vector);
             self.out.set_len(position);
         }
         self.count += values.len();
@@ -526,8 +566,18 @@ impl ArrayWriter {
 }
 
 /// A 64-bit integer type that elements widen to before they are written.
-trait Wide: Copy + Default {
+trait Wide: Digits + Default {
     fn extend(writer: &mut ArrayWriter, values: &[Self]) -> Result<(), EncodeError>;
+
+    /// Writes `values` as `write_items` does, with the vector path allowed.
+    ///
+    /// # Safety
+    /// As for `write_items`.
+    #[inline(always)]
+    unsafe fn write(values: &[Self], out: *mut u8, position: usize, after_first: bool) -> usize {
+        // SAFETY: forwarded from the caller.
+        unsafe { write_items(values, out, position, after_first, true) }
+    }
 }
 
 impl Wide for i64 {
@@ -677,6 +727,62 @@ pub unsafe fn encode_raw(base: *const u8, layout: Layout) -> Result<Vec<u8>, Enc
             ElementType::I64 => encode_elements::<i64>(base, layout),
             ElementType::U64 => encode_elements::<u64>(base, layout),
         }
+    }
+}
+
+/// Returns the most bytes `encode_raw_into` may write for `layout`: the brackets, the
+/// widest form of every element with its comma, and 8 bytes that the last store may
+/// pass the end by. Returns `None` if that does not fit in an `isize`.
+#[must_use]
+pub fn max_output_len(layout: Layout) -> Option<usize> {
+    let bound = layout
+        .len
+        .checked_mul(layout.element.max_json_len() + 1)?
+        .checked_add(2 + 8)?;
+    isize::try_from(bound).ok().map(|_| bound)
+}
+
+/// Writes the JSON array of the elements of `layout` into `out` and returns its length.
+///
+/// # Safety
+/// As for [`encode_raw`], and `out` must be writable for `max_output_len(layout)`
+/// bytes. Since every element's form fits that bound whatever its value, a buffer
+/// that another thread writes meanwhile cannot make the output overflow.
+#[must_use]
+pub unsafe fn encode_raw_into(base: *const u8, layout: Layout, out: *mut u8) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match layout.element {
+            ElementType::I8 => write_elements::<i8>(base, layout, out),
+            ElementType::U8 => write_elements::<u8>(base, layout, out),
+            ElementType::I16 => write_elements::<i16>(base, layout, out),
+            ElementType::U16 => write_elements::<u16>(base, layout, out),
+            ElementType::I32 => write_elements::<i32>(base, layout, out),
+            ElementType::U32 => write_elements::<u32>(base, layout, out),
+            ElementType::I64 => write_elements::<i64>(base, layout, out),
+            ElementType::U64 => write_elements::<u64>(base, layout, out),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`encode_raw_into`].
+unsafe fn write_elements<T: Element>(base: *const u8, layout: Layout, out: *mut u8) -> usize {
+    let mut block = [T::Wide::default(); BLOCK];
+    // SAFETY: `out` has room for the bound: brackets, every element at its widest
+    // with a comma, and the 8 bytes `write_items` may store past the end.
+    unsafe {
+        *out = b'[';
+        let mut position = 1;
+        let mut first = 0;
+        while first < layout.len {
+            let count = BLOCK.min(layout.len - first);
+            gather::<T>(base, layout, first, &mut block[..count]);
+            position = T::Wide::write(&block[..count], out, position, first > 0);
+            first += count;
+        }
+        *out.add(position) = b']';
+        position + 1
     }
 }
 

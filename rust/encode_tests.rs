@@ -427,3 +427,47 @@ fn widest_forms_of_element_types() {
         );
     }
 }
+
+#[test]
+fn writing_into_a_bounded_buffer_matches_the_growing_writer() {
+    for element in ELEMENTS {
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let values = values_for(element);
+            let memory = bytes_of(&values, element, order);
+            let size = element.size() as isize;
+            for (start, stride, len) in [
+                (0, size, values.len()),
+                (memory.len() - element.size(), -size, values.len()),
+                (0, 3 * size, values.len() / 3),
+                (0, 0, 5),
+            ] {
+                let layout = Layout {
+                    element,
+                    order,
+                    len,
+                    stride,
+                };
+                let expected = encode_buffer(&memory, start, layout).unwrap();
+                let bound = crate::encode::max_output_len(layout).unwrap();
+                // Filled with a marker, so a store past the bound would show up as a
+                // changed byte after it.
+                let mut out = vec![0xAAu8; bound + 64];
+                // SAFETY: `encode_buffer` accepted the layout for `memory`, and `out`
+                // is longer than the bound.
+                let written = unsafe {
+                    crate::encode::encode_raw_into(
+                        memory.as_ptr().add(start),
+                        layout,
+                        out.as_mut_ptr(),
+                    )
+                };
+                assert_eq!(
+                    &out[..written],
+                    expected.as_slice(),
+                    "{element:?} {order:?} {stride}"
+                );
+                assert!(out[bound..].iter().all(|&byte| byte == 0xAA));
+            }
+        }
+    }
+}

@@ -381,10 +381,22 @@ fn layout_of(view: &ffi::Py_buffer) -> PyResult<Option<Layout>> {
 
 /// Encodes an exported buffer with the GIL released, or returns `None` for a buffer
 /// of Python objects.
-fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>> {
+fn encode_buffer<'py>(py: Python<'py>, buffer: BufferView) -> PyResult<Option<Encoded<'py>>> {
     let Some(layout) = layout_of(&buffer.view)? else {
         return Ok(None);
     };
+    #[cfg(unix)]
+    if let (Some(bound), Some(_)) = (encode::max_output_len(layout), object_layout::layout()) {
+        // Only below glibc's initial mmap threshold: a larger bound is mapped afresh on
+        // every call, because the shrunk object freed by the previous call is smaller,
+        // and the page faults made 32K int32 token IDs 1.6x slower than the copying
+        // path. If the bound cannot be had, the growing path below may still fit.
+        if bound <= IN_PLACE_MAX_BYTES {
+            if let Some(encoded) = encode_buffer_in_place(py, &buffer, layout, bound)? {
+                return Ok(Some(encoded));
+            }
+        }
+    }
     let base = SendPtr(buffer.view.buf.cast::<u8>().cast_const());
     // SAFETY: the exporter promises that every element of the 1-D view is readable
     // until `PyBuffer_Release`, which runs when `buffer` drops after this call.
@@ -395,7 +407,90 @@ fn encode_buffer(py: Python<'_>, buffer: BufferView) -> PyResult<Option<Vec<u8>>
         unsafe { encode::encode_raw(base.0, layout) }
     });
     drop(buffer);
-    encoded.map(Some).map_err(to_py_error)
+    encoded
+        .map(|bytes| Some(Encoded::Owned(bytes)))
+        .map_err(to_py_error)
+}
+
+/// Largest output bound written in place: glibc's default mmap threshold.
+#[cfg(unix)]
+const IN_PLACE_MAX_BYTES: usize = 128 * 1024;
+
+#[cfg(unix)]
+extern "C" {
+    /// Resizes a bytes object that nothing else refers to yet. It is in CPython's
+    /// documented C API but not in the limited API, so pyo3-ffi leaves it out of abi3
+    /// builds. The interpreter exports it on every Unix build, where extension
+    /// symbols resolve at load time. Windows links abi3 modules against python3.dll,
+    /// which lacks it, so Windows keeps the copying path.
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, new_size: ffi::Py_ssize_t) -> c_int;
+}
+
+/// Mutable pointer into a new bytes object that no other code can see yet.
+#[cfg(unix)]
+struct SendMutPtr(*mut u8);
+
+// SAFETY: the bytes object is created by this thread and not shared before the write
+// ends, so the write from the thread that runs without the GIL is the only access.
+#[cfg(unix)]
+unsafe impl Send for SendMutPtr {}
+
+/// Encodes a buffer straight into a bytes object sized for the widest output, then
+/// shrinks it in place. The pages past the real output are never written, so the
+/// peak memory stays near the output size and nothing is copied. Returns `None` if
+/// the bytes object cannot be allocated.
+#[cfg(unix)]
+fn encode_buffer_in_place<'py>(
+    py: Python<'py>,
+    buffer: &BufferView,
+    layout: Layout,
+    bound: usize,
+) -> PyResult<Option<Encoded<'py>>> {
+    // SAFETY: a null source asks for an uninitialized object of `bound` bytes, and
+    // `bound` fits in an isize (checked by `max_output_len`).
+    let bytes =
+        unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bound as ffi::Py_ssize_t) };
+    if bytes.is_null() {
+        // Only MemoryError can happen here, and the caller's fallback reports its own.
+        drop(PyErr::take(py));
+        return Ok(None);
+    }
+    // SAFETY: `bytes` is a new bytes object whose data has `bound` writable bytes.
+    let out = SendMutPtr(unsafe { ffi::PyBytes_AsString(bytes) }.cast::<u8>());
+    let base = SendPtr(buffer.view.buf.cast::<u8>().cast_const());
+    // SAFETY: as in `encode_buffer` for the input, whose view the caller keeps alive.
+    // The output has the room that `encode_raw_into` needs, whatever values other
+    // threads write meanwhile.
+    let written = py.detach(move || {
+        let (base, out) = (base, out);
+        unsafe { encode::encode_raw_into(base.0, layout, out.0) }
+    });
+    let mut resized = bytes;
+    // SAFETY: `resized` is the only reference to a bytes object, as the function
+    // requires, and `written <= bound`. On failure it frees the object, sets the
+    // pointer to null and sets a Python error.
+    if unsafe { _PyBytes_Resize(&raw mut resized, written as ffi::Py_ssize_t) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `resized` is a new reference to the shrunk bytes object.
+    Ok(Some(Encoded::Bytes(unsafe {
+        Bound::from_owned_ptr(py, resized)
+    })))
+}
+
+/// Output of an encoder: bytes to copy into a Python object, or the object itself.
+enum Encoded<'py> {
+    Owned(Vec<u8>),
+    Bytes(Bound<'py, PyAny>),
+}
+
+impl<'py> Encoded<'py> {
+    fn into_bytes(self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Self::Owned(bytes) => PyBytes::new(py, &bytes).into_any(),
+            Self::Bytes(object) => object,
+        }
+    }
 }
 
 /// Raises TypeError for a numpy masked array with masked values. Its buffer still contains
@@ -431,21 +526,21 @@ fn unsupported(object: &Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!("expected {ACCEPTED}, got {}", type_name(object)))
 }
 
-fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+fn encode_any<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Encoded<'py>> {
     let raw = tokens.as_ptr();
     // SAFETY: the GIL is held and `raw` is live for the type checks below.
     unsafe {
         if ffi::PyList_CheckExact(raw) != 0 {
-            return encode_list_or_tuple(tokens, true);
+            return encode_list_or_tuple(tokens, true).map(Encoded::Owned);
         }
         if ffi::PyTuple_CheckExact(raw) != 0 {
-            return encode_list_or_tuple(tokens, false);
+            return encode_list_or_tuple(tokens, false).map(Encoded::Owned);
         }
         if ffi::PyRange_Check(raw) != 0 {
             if let Some(encoded) = encode_range(py, tokens)? {
-                return Ok(encoded);
+                return Ok(Encoded::Owned(encoded));
             }
-            return encode_iterable(tokens);
+            return encode_iterable(tokens).map(Encoded::Owned);
         }
     }
     if tokens.is_instance_of::<PyString>() {
@@ -456,10 +551,10 @@ fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         return match BufferView::get(tokens) {
             Ok(buffer) => match encode_buffer(py, buffer)? {
                 Some(encoded) => Ok(encoded),
-                None => encode_iterable(tokens),
+                None => encode_iterable(tokens).map(Encoded::Owned),
             },
             // numpy object arrays refuse to export a buffer but hold Python objects.
-            Err(_) if is_sequence(tokens) => encode_iterable(tokens),
+            Err(_) if is_sequence(tokens) => encode_iterable(tokens).map(Encoded::Owned),
             Err(error) => Err(error),
         };
     }
@@ -470,12 +565,12 @@ fn encode_any(py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
             if let Some(encoded) = encode_buffer(py, BufferView::get(&array)?)? {
                 return Ok(encoded);
             }
-            return encode_iterable(&array);
+            return encode_iterable(&array).map(Encoded::Owned);
         }
         return Err(unsupported(tokens));
     }
     if is_sequence(tokens) {
-        return encode_iterable(tokens);
+        return encode_iterable(tokens).map(Encoded::Owned);
     }
     Err(unsupported(tokens))
 }
@@ -497,12 +592,9 @@ fn without_panics<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// Encode token IDs as a compact JSON array.
 #[pyfunction]
-fn encode_tokens<'py>(
-    py: Python<'py>,
-    tokens: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
+fn encode_tokens<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let encoded = without_panics(|| encode_any(py, tokens))?;
-    Ok(PyBytes::new(py, &encoded))
+    Ok(encoded.into_bytes(py))
 }
 
 /// Return a new list of exact ints from a list or tuple of token IDs, converting

@@ -4,6 +4,7 @@ that an accelerated body is the stock body."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -279,3 +280,60 @@ def test_old_httpx_keeps_stock_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "_StockPythonMode" in repr(types.SampleRequest.__pydantic_core_schema__)
     tinker_accel.disable()
     assert sampling_resource.model_dump is stock_dump
+
+
+def test_status_reports_state() -> None:
+    off = tinker_accel.status()
+    assert off["enabled"] is False
+    assert off["token_serializer"] is False
+    assert off["pre_encoded_bodies"] is False
+    assert off["problem"] is None
+    assert off["tinker_version"] == importlib.metadata.version("tinker")
+    assert off["pydantic_version"] == pydantic.VERSION
+    assert off["list_reader"] in {"direct", "api"}
+    tinker_accel.enable()
+    on = tinker_accel.status()
+    assert on["enabled"] is True
+    assert on["token_serializer"] is True
+    assert on["pre_encoded_bodies"] is True
+
+
+def test_unknown_tinker_layout_left_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tinker whose chunk class lost its token field: enable() must not half-patch it.
+    stock_dump = sampling_resource.model_dump
+    fields = dict(types.EncodedTextChunk.model_fields)
+    del fields["tokens"]
+    monkeypatch.setattr(types.EncodedTextChunk, "model_fields", fields)
+    with pytest.warns(RuntimeWarning, match="EncodedTextChunk has no 'tokens' field"):
+        tinker_accel.enable()
+    assert not tinker_accel.is_enabled()
+    assert sampling_resource.model_dump is stock_dump
+    assert "no 'tokens' field" in tinker_accel.status()["problem"]
+
+
+def test_failure_while_patching_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinker_accel import _tinker
+
+    stock_dump = sampling_resource.model_dump
+    stock_repr = repr(types.EncodedTextChunk(tokens=[1, 2]))
+
+    rebuild = _tinker._rebuild
+    calls = 0
+
+    def rebuild_failing_once(models: list[type[pydantic.BaseModel]]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("schema rebuild failed")
+        rebuild(models)
+
+    monkeypatch.setattr(_tinker, "_rebuild", rebuild_failing_once)
+    with pytest.warns(RuntimeWarning, match="patching failed: RuntimeError"):
+        tinker_accel.enable()
+    monkeypatch.undo()
+    assert not tinker_accel.is_enabled()
+    assert sampling_resource.model_dump is stock_dump
+    assert repr(types.EncodedTextChunk(tokens=[1, 2])) == stock_repr
+    assert "_StockPythonMode" not in repr(types.SampleRequest.__pydantic_core_schema__)
+    request = full_request(TOKENS)
+    assert stock_body(request) == stock_dumps(request, exclude_none=True)

@@ -11,7 +11,7 @@ import warnings
 
 from tinker_accel._native import __version__, encode_tokens
 from tinker_accel._serialize import TokenIds, dumps_model, stock_dumps, token_fragment
-from tinker_accel._tinker import disable, enable, is_enabled, request_body
+from tinker_accel._tinker import disable, enable, is_enabled, request_body, status
 
 __all__ = [
     "TokenIds",
@@ -22,6 +22,7 @@ __all__ = [
     "encode_tokens",
     "is_enabled",
     "request_body",
+    "status",
     "stock_dumps",
     "token_fragment",
 ]

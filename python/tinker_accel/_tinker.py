@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import re
 import sys
 import threading
 import typing
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Annotated, Any
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, WrapSerializer
@@ -42,6 +45,8 @@ class _State:
 
 
 _state: _State | None = None
+# Why the last enable() left tinker unchanged, or None.
+_last_problem: str | None = None
 
 _MISSING = object()
 
@@ -221,50 +226,144 @@ def is_enabled() -> bool:
     return _state is not None
 
 
+def _patch_points() -> tuple[Any, Any, list[str]]:
+    """Find what ``enable()`` changes in the installed tinker.
+
+    Returns tinker's types module, the sampling resource module (None when its body
+    hook is missing) and a list of problems that rule the accelerator out.
+    """
+    from tinker import types
+
+    problems = []
+    chunk_class = getattr(types, "EncodedTextChunk", None)
+    model_input = getattr(types, "ModelInput", None)
+    if not (isinstance(chunk_class, type) and issubclass(chunk_class, BaseModel)):
+        problems.append("tinker.types.EncodedTextChunk is missing or not a pydantic model")
+    elif "tokens" not in chunk_class.model_fields:
+        problems.append("EncodedTextChunk has no 'tokens' field")
+    if not (isinstance(model_input, type) and issubclass(model_input, BaseModel)):
+        problems.append("tinker.types.ModelInput is missing or not a pydantic model")
+    elif "chunks" not in model_input.model_fields:
+        problems.append("ModelInput has no 'chunks' field")
+    try:
+        _chunk_types()
+    except (ImportError, IndexError, TypeError) as error:
+        problems.append(f"the chunk union tinker.types.model_input_chunk is not readable: {error}")
+    sampling: Any
+    try:
+        sampling = importlib.import_module("tinker.resources.sampling")
+    except ImportError:
+        sampling = None
+    if sampling is not None and not callable(getattr(sampling, "model_dump", None)):
+        sampling = None
+    return types, sampling, problems
+
+
+def _tinker_version() -> str:
+    try:
+        return metadata.version("tinker")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def enable() -> None:
     """Switch the accelerator on for the tinker SDK in this process.
 
     Puts the encoder on ``EncodedTextChunk.tokens`` and rebuilds every tinker model
     that contains it, gives chunks a repr that shows the token count, and makes the
     sampling client send pre-encoded request bodies. Calling it again does nothing.
+
+    On a tinker version whose classes do not look as expected, it changes nothing,
+    emits a RuntimeWarning that names the version and the problem, and ``status()``
+    reports the reason. Raises ImportError if tinker is not installed.
     """
-    global _state
+    global _state, _last_problem
     with _lock:
         if _state is not None:
             return
-        import tinker.resources.sampling as sampling
-        from tinker import types
+        types, sampling, problems = _patch_points()
+        if problems:
+            _last_problem = f"tinker {_tinker_version()}: " + "; ".join(problems)
+            warnings.warn(
+                f"tinker-accel left tinker unchanged: {_last_problem}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
 
         state = _State()
-        chunk_class = types.EncodedTextChunk
-        model_input = types.ModelInput
-        state.fields.append(_replace_annotation(chunk_class, "tokens", TokenIds))
-        chunks_annotation = model_input.model_fields["chunks"].annotation
-        state.fields.append(
-            _replace_annotation(
-                model_input,
-                "chunks",
-                Annotated[chunks_annotation, _make_chunks_serializer()],
+        try:
+            _apply(state, types, sampling)
+        except Exception as error:
+            # Undo what was changed, so that a failure leaves stock tinker working.
+            _undo(state)
+            _last_problem = f"tinker {_tinker_version()}: patching failed: {error!r}"
+            warnings.warn(
+                f"tinker-accel left tinker unchanged: {_last_problem}",
+                RuntimeWarning,
+                stacklevel=2,
             )
-        )
-        for model in (chunk_class, model_input):
-            state.reprs.append((model, model.__dict__.get("__repr_args__", _MISSING)))
-            model.__repr_args__ = _chunk_repr_args  # type: ignore[method-assign]
-        state.rebuilt = [chunk_class, model_input, *_dependent_models([chunk_class, model_input])]
-        _rebuild(state.rebuilt)
-
-        if _httpx_sends_compact_json():
-            state.sampling_module = sampling
-            state.sampling_model_dump = getattr(sampling, "model_dump")  # noqa: B009
-            setattr(sampling, "model_dump", _accelerated_model_dump)  # noqa: B010
-        else:
-            logger.info(
-                "tinker-accel: httpx %s writes JSON bodies with spaces, so sampling bodies "
-                "stay with httpx; upgrade to httpx >= 0.28 for pre-encoded bodies",
-                _httpx_version(),
-            )
+            return
         _state = state
+        _last_problem = None
         logger.info("tinker-accel enabled: %d tinker models rebuilt", len(state.rebuilt))
+
+
+def _apply(state: _State, types: Any, sampling: Any) -> None:
+    """Make the changes of ``enable()``, recording each in ``state`` as it is made."""
+    chunk_class = types.EncodedTextChunk
+    model_input = types.ModelInput
+    state.fields.append(_replace_annotation(chunk_class, "tokens", TokenIds))
+    chunks_annotation = model_input.model_fields["chunks"].annotation
+    state.fields.append(
+        _replace_annotation(
+            model_input,
+            "chunks",
+            Annotated[chunks_annotation, _make_chunks_serializer()],
+        )
+    )
+    for model in (chunk_class, model_input):
+        state.reprs.append((model, model.__dict__.get("__repr_args__", _MISSING)))
+        model.__repr_args__ = _chunk_repr_args
+    state.rebuilt = [chunk_class, model_input, *_dependent_models([chunk_class, model_input])]
+    _rebuild(state.rebuilt)
+
+    if sampling is None:
+        logger.info("tinker-accel: no sampling body hook in this tinker; bodies stay with httpx")
+    elif _httpx_sends_compact_json():
+        state.sampling_module = sampling
+        state.sampling_model_dump = getattr(sampling, "model_dump")  # noqa: B009
+        setattr(sampling, "model_dump", _accelerated_model_dump)  # noqa: B010
+    else:
+        logger.info(
+            "tinker-accel: httpx %s writes JSON bodies with spaces, so sampling bodies "
+            "stay with httpx; upgrade to httpx >= 0.28 for pre-encoded bodies",
+            _httpx_version(),
+        )
+
+
+def status() -> dict[str, Any]:
+    """Return what the accelerator does in this process, for diagnostics.
+
+    Keys: ``enabled``, ``tinker_version``, ``pydantic_version``, ``token_serializer``
+    (the encoder is on ``EncodedTextChunk.tokens``), ``pre_encoded_bodies`` (the
+    sampling client sends bytes), ``list_reader`` ("direct" or "api"), and
+    ``problem`` (why the last ``enable()`` changed nothing, or None).
+    """
+    import pydantic
+
+    from tinker_accel._native import _list_reader
+
+    state = _state
+    return {
+        "enabled": state is not None,
+        "tinker_version": _tinker_version(),
+        "pydantic_version": pydantic.VERSION,
+        "token_serializer": state is not None and bool(state.fields),
+        "pre_encoded_bodies": state is not None and state.sampling_module is not None,
+        "list_reader": _list_reader(),
+        "problem": _last_problem,
+    }
 
 
 def disable() -> None:
@@ -274,28 +373,33 @@ def disable() -> None:
         state = _state
         if state is None:
             return
-        if state.sampling_module is not None:
-            setattr(state.sampling_module, "model_dump", state.sampling_model_dump)  # noqa: B010
-        for model, repr_args in state.reprs:
-            if repr_args is _MISSING:
-                del model.__repr_args__
-            else:
-                model.__repr_args__ = repr_args  # type: ignore[method-assign]
-        for patch in reversed(state.fields):
-            _set_annotation(
-                patch.model,
-                patch.name,
-                patch.annotation,
-                patch.class_annotation,
-                patch.original_annotation,
-            )
-        # Models from tinker modules first imported while enabled contain the
-        # accelerated serializer too, so look for dependents again.
-        patched = [patch.model for patch in state.fields]
-        dependents = _dependent_models(patched)
-        _rebuild(patched + [model for model in dependents if model not in patched])
+        _undo(state)
         _state = None
         logger.info("tinker-accel disabled")
+
+
+def _undo(state: _State) -> None:
+    """Reverse every change recorded in ``state``."""
+    if state.sampling_module is not None:
+        setattr(state.sampling_module, "model_dump", state.sampling_model_dump)  # noqa: B010
+    for model, repr_args in state.reprs:
+        if repr_args is _MISSING:
+            del model.__repr_args__
+        else:
+            model.__repr_args__ = repr_args  # type: ignore[method-assign]
+    for patch in reversed(state.fields):
+        _set_annotation(
+            patch.model,
+            patch.name,
+            patch.annotation,
+            patch.class_annotation,
+            patch.original_annotation,
+        )
+    # Models from tinker modules first imported while enabled contain the
+    # accelerated serializer too, so look for dependents again.
+    patched = [patch.model for patch in state.fields]
+    dependents = _dependent_models(patched)
+    _rebuild(patched + [model for model in dependents if model not in patched])
 
 
 def request_body(request: BaseModel) -> bytes:

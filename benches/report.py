@@ -56,10 +56,12 @@ def format_time(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """Return the lines of a markdown table whose first column is left-aligned and the
-    others right-aligned."""
-    alignment = [":---"] + ["---:"] * (len(headers) - 1)
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], text_columns: int = 1
+) -> list[str]:
+    """Return the lines of a markdown table whose first ``text_columns`` columns are
+    left-aligned and the others right-aligned."""
+    alignment = [":---"] * text_columns + ["---:"] * (len(headers) - text_columns)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(alignment) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return lines
@@ -74,19 +76,20 @@ def describe_run(results: dict[str, Any]) -> str:
     versions = results["versions"]
     machine = results["machine"]
     features = [name for name, key in (("AVX2", "avx2"), ("AVX-512", "avx512")) if machine[key]]
-    cpu = f"{machine['cpu']}, {machine['cpu_count']} CPUs, {' and '.join(features) or 'no AVX2'}"
     source = results.get("source")
     revision = ""
     if source:
         dirty = " plus uncommitted source changes" if source["uncommitted_changes"] else ""
         revision = f" at commit {source['commit']}{dirty}"
     return (
-        f"Measured on {results['date'][:10]} with `python benches/peers.py`{revision} "
-        f"({results['settings']['mode']} mode) on {cpu} ({machine['platform']}), with "
-        f"CPython {versions['python'].split()[0]}, tinker {versions['tinker']}, "
+        f"Measured on {results['date'][:10]} with `python benches/peers.py` "
+        f"({results['settings']['mode']} mode){revision}. "
+        f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, "
+        f"{' and '.join(features) or 'no AVX2'}, {machine['platform']}. "
+        f"Versions: CPython {versions['python'].split()[0]}, tinker {versions['tinker']}, "
         f"pydantic {versions['pydantic']}, orjson {versions['orjson']}, "
-        f"msgspec {versions['msgspec']}, ujson {versions['ujson']}, numpy {versions['numpy']} "
-        f"and tinker-accel {versions['tinker_accel']}."
+        f"msgspec {versions['msgspec']}, ujson {versions['ujson']}, numpy {versions['numpy']}, "
+        f"tinker-accel {versions['tinker_accel']}."
     )
 
 
@@ -170,19 +173,19 @@ def tinker_body_section(results: dict[str, Any]) -> list[str]:
 def pydantic_section(results: dict[str, Any]) -> list[str]:
     rows = [
         [
-            f"{row['n']:,}",
             f"`{row['method']}`",
+            f"{row['n']:,}",
             format_time(row["sequence_us"]),
             format_time(row["token_ids_us"]),
             format_ratio(row["speedup"]),
         ]
-        for row in results["pydantic"]["rows"]
+        for row in sorted(results["pydantic"]["rows"], key=lambda row: (row["method"], row["n"]))
     ]
     return [
         "A pydantic model with `tokens: TokenIds` against the same model with "
         "`tokens: Sequence[int]`, token IDs in [0, 151,936):",
         "",
-        *markdown_table(["n", "method", "Sequence[int] µs", "TokenIds µs", "speedup"], rows),
+        *markdown_table(["method", "n", "Sequence[int] µs", "TokenIds µs", "speedup"], rows),
     ]
 
 
@@ -200,8 +203,8 @@ def foreign_chunk_section(results: dict[str, Any]) -> list[str]:
     ]
     return [
         "A chunk whose class comes from a reloaded copy of `tinker.types.encoded_text_chunk`, "
-        "as notebook autoreload leaves it. With the accelerator on, the body of a "
-        f"{accelerated['n']:,}-token request with such a chunk takes "
+        "as notebook autoreload leaves it. With the accelerator on, the body of a request "
+        f"with {accelerated['n']:,} tokens in such a chunk takes "
         f"{format_time(accelerated['foreign_us'])} µs, {accelerated['ratio']:.2f} times the "
         f"{format_time(accelerated['normal_us'])} µs of the normal chunk. The stock body "
         "(accelerator off) grows as n to the power "
@@ -248,7 +251,9 @@ def memory_section(results: dict[str, Any]) -> list[str]:
         "process, and that rise divided by the output's size:",
         "",
         *markdown_table(
-            ["tool", "input", "n", "output MB", "peak increase MB", "per output byte"], rows
+            ["tool", "input", "n", "output MB", "peak increase MB", "per output byte"],
+            rows,
+            text_columns=2,
         ),
     ]
 
@@ -286,12 +291,15 @@ def replace_block(readme: str, block: str) -> str:
     if readme.count(START_MARKER) != 1 or readme.count(END_MARKER) != 1:
         raise ReportError(
             f"expected exactly one {START_MARKER} and one {END_MARKER} line in the README, "
-            f"found {readme.count(START_MARKER)} and {readme.count(END_MARKER)}"
+            f"found {readme.count(START_MARKER)} and {readme.count(END_MARKER)}. Put each "
+            "marker once on its own line, where the tables should go."
         )
     start = readme.index(START_MARKER)
     end = readme.index(END_MARKER) + len(END_MARKER)
     if end < start:
-        raise ReportError(f"{END_MARKER} comes before {START_MARKER} in the README")
+        raise ReportError(
+            f"{END_MARKER} comes before {START_MARKER} in the README. Swap the two markers."
+        )
     return readme[:start] + block + readme[end:]
 
 

@@ -56,7 +56,7 @@ fn reference_scalar_loop(values: &[u32], out: &mut Vec<u8>) {
     out.push(b']');
 }
 
-/// Pseudo-random token IDs below `vocabulary` (xorshift, so every run sees the same data).
+/// Returns pseudo-random token IDs below `vocabulary`, the same on every run (xorshift).
 fn token_ids(count: usize, vocabulary: u64, seed: u64) -> Vec<u32> {
     let mut state = seed | 1;
     (0..count)

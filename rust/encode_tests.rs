@@ -3,7 +3,7 @@ use crate::encode::{
     ElementType, EncodeError, Layout,
 };
 
-/// The reference: what `json.dumps(values, separators=(",", ":"))` writes.
+/// Formats `values` as `json.dumps(values, separators=(",", ":"))` does, the reference.
 fn reference<T: ToString>(values: &[T]) -> Vec<u8> {
     let items: Vec<String> = values.iter().map(ToString::to_string).collect();
     format!("[{}]", items.join(",")).into_bytes()
@@ -25,7 +25,7 @@ const BOUNDARIES: [u64; 12] = [
 ];
 
 #[test]
-fn decimal_len_matches_formatting_at_every_power_of_ten() {
+fn decimal_len_at_powers_of_ten() {
     for power in 0..20u32 {
         let value = 10u64.pow(power);
         assert_eq!(decimal_len(value), value.to_string().len(), "10^{power}");
@@ -40,7 +40,7 @@ fn decimal_len_matches_formatting_at_every_power_of_ten() {
 }
 
 #[test]
-fn every_value_below_2_pow_24_matches_to_string() {
+fn every_value_below_2_pow_24() {
     // Exhaustive over the range every tokenizer vocabulary in use falls into.
     let values: Vec<u64> = (0..1u64 << 24).collect();
     let encoded = encode_u64s(&values).unwrap();
@@ -313,7 +313,7 @@ fn errors_display_what_went_wrong() {
 }
 
 #[test]
-fn sampled_values_up_to_ten_to_the_eighth_and_beyond() {
+fn sampled_values_up_to_u64_max() {
     // Every 7th value below 10^8 covers each digit count of the 8-digit fast path
     // with all residues of the lane divisions, in chunks to bound memory.
     let mut start = 0u64;
@@ -429,7 +429,7 @@ fn widest_forms_of_element_types() {
 }
 
 #[test]
-fn writing_into_a_bounded_buffer_matches_the_growing_writer() {
+fn bounded_buffer_matches_growing_writer() {
     for element in ELEMENTS {
         for order in [ByteOrder::Little, ByteOrder::Big] {
             let values = values_for(element);

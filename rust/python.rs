@@ -387,10 +387,10 @@ fn encode_buffer<'py>(py: Python<'py>, buffer: BufferView) -> PyResult<Option<En
     };
     #[cfg(unix)]
     if let (Some(bound), Some(_)) = (encode::max_output_len(layout), object_layout::layout()) {
-        // Only below glibc's initial mmap threshold: a larger bound is mapped afresh on
-        // every call, because the shrunk object freed by the previous call is smaller,
-        // and the page faults made 32K int32 token IDs 1.6x slower than the copying
-        // path. If the bound cannot be had, the growing path below may still fit.
+        // Only below glibc's initial mmap threshold. A larger bound is mapped afresh on
+        // every call, because the shrunk object that the previous call freed is
+        // smaller, and those page faults made 32K int32 token IDs 1.6x slower than the
+        // copying path. If the bound cannot be had, the growing path below may fit.
         if bound <= IN_PLACE_MAX_BYTES {
             if let Some(encoded) = encode_buffer_in_place(py, &buffer, layout, bound)? {
                 return Ok(Some(encoded));
@@ -446,7 +446,7 @@ fn encode_buffer_in_place<'py>(
     layout: Layout,
     bound: usize,
 ) -> PyResult<Option<Encoded<'py>>> {
-    // SAFETY: a null source asks for an uninitialized object of `bound` bytes, and
+    // SAFETY: a null source requests an uninitialized object of `bound` bytes, and
     // `bound` fits in an isize (checked by `max_output_len`).
     let bytes =
         unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bound as ffi::Py_ssize_t) };

@@ -41,8 +41,8 @@ def _as_json_list(tokens: Any) -> list[int]:
 
 
 def _filtered(tokens: Any, info: SerializationInfo) -> list[int]:
-    """Apply item-level include and exclude sets, as ``model_dump(include={"tokens": {0}})``
-    asks for."""
+    """Apply the item-level include and exclude sets of a call such as
+    ``model_dump(include={"tokens": {0}})``."""
     # NOTE: only plain index sets are handled here; "__all__" and negative indices are
     # not. This runs only on pydantic versions whose Sequence serializer is not a wrap
     # function, because `_StockPythonMode` hands such calls to pydantic otherwise.

@@ -45,7 +45,7 @@ class _State:
 
 
 _state: _State | None = None
-# Why the last enable() left tinker unchanged, or None.
+# Reason the last enable() left tinker unchanged, or None.
 _last_problem: str | None = None
 
 _MISSING = object()

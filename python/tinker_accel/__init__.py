@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from tinker_accel._native import __version__, encode_tokens
+from tinker_accel._backend import __version__, encode_tokens
 from tinker_accel._serialize import TokenIds, dumps_model, stock_dumps, token_fragment
 from tinker_accel._tinker import disable, enable, is_enabled, request_body, status
 

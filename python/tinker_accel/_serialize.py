@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, core_schema
 
-from tinker_accel._native import encode_tokens, tokens_to_list
+from tinker_accel._backend import encode_tokens, tokens_to_list
 
 # Context keys under which `dumps_model` collects the encoded arrays of TokenIds fields
 # and the first encoder error. pydantic wraps an error raised inside a serializer and,

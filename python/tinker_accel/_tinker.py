@@ -345,23 +345,25 @@ def _apply(state: _State, types: Any, sampling: Any) -> None:
 def status() -> dict[str, Any]:
     """Return what the accelerator does in this process, for diagnostics.
 
-    Keys: ``enabled``, ``tinker_version``, ``pydantic_version``, ``token_serializer``
+    Keys: ``backend`` ("rust", or "python" when the native module cannot load),
+    ``enabled``, ``tinker_version``, ``pydantic_version``, ``token_serializer``
     (the encoder is on ``EncodedTextChunk.tokens``), ``pre_encoded_bodies`` (the
-    sampling client sends bytes), ``list_reader`` ("direct" or "api"), and
+    sampling client sends bytes), ``list_reader`` ("direct", "api" or "python"), and
     ``problem`` (why the last ``enable()`` changed nothing, or None).
     """
     import pydantic
 
-    from tinker_accel._native import _list_reader
+    from tinker_accel import _backend
 
     state = _state
     return {
+        "backend": _backend.BACKEND,
         "enabled": state is not None,
         "tinker_version": _tinker_version(),
         "pydantic_version": pydantic.VERSION,
         "token_serializer": state is not None and bool(state.fields),
         "pre_encoded_bodies": state is not None and state.sampling_module is not None,
-        "list_reader": _list_reader(),
+        "list_reader": _backend.list_reader(),
         "problem": _last_problem,
     }
 

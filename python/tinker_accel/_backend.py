@@ -1,0 +1,53 @@
+"""The encoder in use: the Rust extension, or the pure-Python one when it cannot load.
+
+Set ``TINKER_ACCEL_BACKEND=python`` to use the pure-Python encoder on purpose, for
+example to compare the two.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+encode_tokens: Callable[[Any], bytes]
+tokens_to_list: Callable[[Any], list[int]]
+list_reader: Callable[[], str]
+
+if os.environ.get("TINKER_ACCEL_BACKEND", "").strip().lower() == "python":
+    _native_error: ImportError | None = ImportError("TINKER_ACCEL_BACKEND=python is set")
+else:
+    try:
+        from tinker_accel import _native
+    except ImportError as error:
+        _native_error = error
+    else:
+        _native_error = None
+
+if _native_error is None:
+    BACKEND = "rust"
+    __version__: str = _native.__version__
+    encode_tokens = _native.encode_tokens
+    tokens_to_list = _native.tokens_to_list
+    list_reader = _native._list_reader
+else:
+    from tinker_accel import _fallback
+
+    BACKEND = "python"
+    try:
+        __version__ = metadata.version("tinker-accel")
+    except metadata.PackageNotFoundError:
+        __version__ = "unknown"
+    encode_tokens = _fallback.encode_tokens
+    tokens_to_list = _fallback.tokens_to_list
+    list_reader = _fallback._list_reader
+    if "TINKER_ACCEL_BACKEND" not in os.environ:
+        warnings.warn(
+            "tinker-accel: the native module could not be loaded "
+            f"({_native_error}); using the pure-Python encoder, which gives the same "
+            "output much more slowly",
+            RuntimeWarning,
+            stacklevel=2,
+        )

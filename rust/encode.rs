@@ -417,6 +417,16 @@ fn try_reserve(out: &mut Vec<u8>, additional: usize) -> Result<(), EncodeError> 
         })
 }
 
+/// Checks that the smallest possible output of `len` items, a digit and a comma each,
+/// can be allocated, so that a caller about to produce them one by one can fail at
+/// once instead of after minutes of work.
+///
+/// # Errors
+/// Returns [`EncodeError::OutOfMemory`] if it cannot.
+pub fn check_output_fits(len: usize) -> Result<(), EncodeError> {
+    writer_for_at_least(len).map(drop)
+}
+
 /// Creates a writer with room for the smallest possible output of `len` items, a digit
 /// and a comma each, so that a length too large for memory fails before any work.
 fn writer_for_at_least(len: usize) -> Result<ArrayWriter, EncodeError> {

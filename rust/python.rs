@@ -6,7 +6,9 @@
 
 use std::ffi::{c_int, CStr};
 
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyMemoryError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -231,8 +233,14 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
 
 /// Encodes any other iterable sequence through its iterator.
 fn encode_iterable(sequence: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    // The length is only a hint: `__len__` may claim anything, so it is also capped.
-    let hint = sequence.len().unwrap_or(0).min(MAX_LENGTH_HINT);
+    // The length is only a hint: `__len__` may claim anything, so it is also capped,
+    // and an Exception from it is ignored as `operator.length_hint` does. Others, such
+    // as KeyboardInterrupt, propagate.
+    let hint = match sequence.len() {
+        Ok(len) => len.min(MAX_LENGTH_HINT),
+        Err(error) if error.is_instance_of::<PyException>(sequence.py()) => 0,
+        Err(error) => return Err(error),
+    };
     let mut writer = ArrayWriter::with_capacity(hint);
     for (index, item) in sequence.try_iter()?.enumerate() {
         push_item(&mut writer, index, &item?)?;
@@ -242,10 +250,23 @@ fn encode_iterable(sequence: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 /// Encodes a `range` without creating its items, if its values fit in 64 bits.
 fn encode_range(py: Python<'_>, range: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    // A range longer than sys.maxsize, whose len() overflows, has no output that fits
+    // in memory (at least two bytes per value).
+    let len = match range.len() {
+        Ok(len) => len,
+        Err(error) if error.is_instance_of::<PyOverflowError>(py) => {
+            return Err(PyMemoryError::new_err(
+                "cannot allocate the JSON output of a range longer than sys.maxsize",
+            ));
+        }
+        Err(error) => return Err(error),
+    };
+    // Fail now, not after iterating for minutes, if even the smallest output of this
+    // many values cannot be allocated.
+    encode::check_output_fits(len).map_err(to_py_error)?;
     let start = range.getattr("start")?.extract::<i64>();
     let step = range.getattr("step")?.extract::<i64>();
-    let len = range.len();
-    let (Ok(start), Ok(step), Ok(len)) = (start, step, len) else {
+    let (Ok(start), Ok(step)) = (start, step) else {
         return Ok(None);
     };
     match py.detach(|| encode::encode_range(start, step, len)) {
@@ -496,8 +517,13 @@ impl<'py> Encoded<'py> {
 /// Raises TypeError for a numpy masked array with masked values. Its buffer still contains
 /// a number in every masked slot, which must not be sent as a token ID.
 fn reject_masked_values(tokens: &Bound<'_, PyAny>) -> PyResult<()> {
-    let module = tokens.get_type().module()?;
-    if !module.to_str()?.starts_with("numpy.ma") || !tokens.hasattr("count")? {
+    // A class may set `__module__` to anything; one that is not a string is not numpy's.
+    let module = tokens.get_type().module().ok();
+    let in_numpy_ma = module
+        .as_ref()
+        .and_then(|name| name.to_str().ok())
+        .is_some_and(|name| name.starts_with("numpy.ma"));
+    if !in_numpy_ma || !tokens.hasattr("count")? {
         return Ok(());
     }
     let size: usize = tokens.getattr("size")?.extract()?;

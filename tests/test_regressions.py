@@ -191,3 +191,57 @@ def test_repr_survives_len_that_raises(accelerated: None) -> None:
 
     chunk = types.EncodedTextChunk.model_construct(tokens=Broken([1, 2]))
     assert repr(chunk) == "EncodedTextChunk(tokens=[1, 2], type='encoded_text')"
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [range(0, 2**64), range(-(2**63), 2**63 - 1), range(2**100, 2**100 + 2**40)],
+    ids=["len overflows", "len overflows signed", "values beyond 64 bits"],
+)
+@pytest.mark.parametrize("backend", ["native", "fallback"])
+def test_huge_ranges_fail_at_once(tokens: range, backend: str) -> None:
+    from tinker_accel import _fallback, _native
+
+    encode = _native.encode_tokens if backend == "native" else _fallback.encode_tokens
+    with pytest.raises(MemoryError, match="cannot allocate"):
+        encode(tokens)
+
+
+def test_wide_range_values_still_encode() -> None:
+    tokens = range(2**100, 2**100 + 3)
+    assert encode_tokens(tokens) == ("[" + ",".join(map(str, tokens)) + "]").encode()
+
+
+def test_class_with_non_string_module() -> None:
+    from collections.abc import Sequence as SequenceBase
+
+    class Three(SequenceBase[int]):
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: Any) -> Any:
+            if index >= 3:
+                raise IndexError(index)
+            return index
+
+    odd = type("Odd", (Three,), {"__module__": None})
+    assert encode_tokens(odd()) == b"[0,1,2]"
+
+
+def test_length_hint_errors_other_than_exception_propagate() -> None:
+    class Interrupting:
+        def __len__(self) -> int:
+            raise KeyboardInterrupt
+
+        def __getitem__(self, index: int) -> int:
+            if index >= 2:
+                raise IndexError(index)
+            return index
+
+    class Failing(Interrupting):
+        def __len__(self) -> int:
+            raise RuntimeError("no length")
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_tokens(Interrupting())
+    assert encode_tokens(Failing()) == b"[0,1]"

@@ -136,7 +136,10 @@ def _buffer_ints(view: memoryview) -> list[int] | None:
 
 
 def _reject_masked_values(tokens: Any) -> None:
-    if not type(tokens).__module__.startswith("numpy.ma") or not hasattr(tokens, "count"):
+    module = type(tokens).__module__
+    if not isinstance(module, str) or not module.startswith("numpy.ma"):
+        return
+    if not hasattr(tokens, "count"):
         return
     size = int(tokens.size)
     unmasked = int(tokens.count())
@@ -173,7 +176,13 @@ def encode_tokens(tokens: Any) -> bytes:
     if kind is list or kind is tuple:
         return _join(_list_or_tuple_ints(tokens))
     if kind is range:
-        _check_output_size(len(tokens))
+        try:
+            count = len(tokens)
+        except OverflowError:
+            raise MemoryError(
+                "cannot allocate the JSON output of a range longer than sys.maxsize"
+            ) from None
+        _check_output_size(count)
         return _join(tokens)
     if isinstance(tokens, str):
         raise _unsupported(tokens)

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import array
+import asyncio
+import contextlib
 import datetime
 import gc
 import importlib
 import json
 import math
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -32,6 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +54,8 @@ from tinker_accel._data import default_prompts
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "latest.json"
 
-# Version of the JSON layout that report.py reads.
-SCHEMA_VERSION = 1
+# Version of the JSON layout that report.py reads. Version 2 added the loop_lag section.
+SCHEMA_VERSION = 2
 
 # Exclusive upper bounds of the uniform token IDs. IDs below 151,936 have 5.3 digits on
 # average and IDs below 32,000 have 4.7, so the two ranges show what the digit count costs.
@@ -85,6 +89,9 @@ class Settings:
     thread_seconds: float
     thread_rounds: int
     memory_size: int
+    lag_tasks: int
+    lag_prompt_tokens: int
+    lag_rounds: int
     variants: int
     fixed_samples: int | None
 
@@ -103,6 +110,9 @@ FULL = Settings(
     thread_seconds=1.0,
     thread_rounds=3,
     memory_size=1048576,
+    lag_tasks=64,
+    lag_prompt_tokens=8192,
+    lag_rounds=5,
     variants=4,
     fixed_samples=None,
 )
@@ -117,6 +127,9 @@ QUICK = Settings(
     thread_seconds=0.05,
     thread_rounds=1,
     memory_size=65536,
+    lag_tasks=8,
+    lag_prompt_tokens=1024,
+    lag_rounds=1,
     variants=2,
     fixed_samples=QUICK_SAMPLES,
 )
@@ -809,6 +822,246 @@ def bench_memory(settings: Settings) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# 8. Event loop lag
+
+# The ticker task sleeps this long at a time. Its lag is how much later than that it wakes up.
+LAG_TICK_SECONDS = 0.001
+LAG_CLIENTS = ("stock", "accelerated")
+LAG_COLUMNS = ("client", "wall_ms", "max_lag_ms", "p99_lag_ms", "mean_lag_ms", "ticks")
+# Seconds to wait for the loopback server process to start or to return the bodies.
+LOOPBACK_PROCESS_TIMEOUT_SECONDS = 60
+
+
+def serve_loopback(connection: Connection) -> None:
+    """Run a LoopbackServer in this child process and send its base URL. Then reply to each
+    "bodies" message with the sample bodies received since the previous one, until "stop"."""
+    from tinker_accel._loopback import LoopbackServer
+
+    with LoopbackServer() as server:
+        connection.send(server.base_url)
+        while connection.recv() == "bodies":
+            connection.send(server.bodies())
+            server.clear()
+
+
+class LoopbackProcess:
+    """A LoopbackServer in a child process, used as a context manager.
+
+    In the benchmark's own process, the server threads would hold the GIL while they
+    parse and validate every body, and the event loop under test would wait for them.
+    A remote tinker service takes no GIL time from the client.
+    """
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child_connection = context.Pipe()
+        self._process = context.Process(
+            target=serve_loopback, args=(child_connection,), name="loopback-server", daemon=True
+        )
+        self.base_url = ""
+
+    def __enter__(self) -> LoopbackProcess:
+        self._process.start()
+        self.base_url = self._receive("the base URL")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process.is_alive():
+            # The server process may already have failed, so the pipe may be closed.
+            with contextlib.suppress(OSError):
+                self._connection.send("stop")
+        self._process.join(LOOPBACK_PROCESS_TIMEOUT_SECONDS)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        self._connection.close()
+
+    def take_bodies(self) -> list[bytes]:
+        """Return the sample bodies the server received since the previous call."""
+        self._connection.send("bodies")
+        bodies: list[bytes] = self._receive("the request bodies")
+        return bodies
+
+    def _receive(self, expected_reply: str) -> Any:
+        if not self._connection.poll(LOOPBACK_PROCESS_TIMEOUT_SECONDS):
+            raise BenchError(
+                f"timed out after {LOOPBACK_PROCESS_TIMEOUT_SECONDS} s waiting for the "
+                f"loopback server process to send {expected_reply}"
+            )
+        try:
+            return self._connection.recv()
+        except EOFError:
+            self._process.join(LOOPBACK_PROCESS_TIMEOUT_SECONDS)
+            raise BenchError(
+                f"the loopback server process exited with status {self._process.exitcode} "
+                f"before it sent {expected_reply}. Its error is above."
+            ) from None
+
+
+async def send_with_ticker(client: Any, requests: Sequence[Any]) -> tuple[float, list[float]]:
+    """Send each request in its own task while a ticker task on the same loop sleeps
+    ``LAG_TICK_SECONDS`` at a time, and return the wall time of the requests and the lag
+    of every tick, in seconds."""
+    lags: list[float] = []
+    finished = asyncio.Event()
+
+    async def tick() -> None:
+        while not finished.is_set():
+            expected = time.perf_counter() + LAG_TICK_SECONDS
+            await asyncio.sleep(LAG_TICK_SECONDS)
+            lags.append(time.perf_counter() - expected)
+
+    ticker = asyncio.create_task(tick())
+    # One pass of the loop lets the ticker start its first sleep before the requests run.
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    tasks = [asyncio.create_task(client.sampling.asample(request=request)) for request in requests]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        wall_seconds = time.perf_counter() - start
+        finished.set()
+        # After a failed request, gather returns while the other tasks still run, so they
+        # are cancelled here rather than left to fail when the client closes.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ticker
+    return wall_seconds, lags
+
+
+def lag_stats(wall_seconds: float, lags: Sequence[float]) -> dict[str, Any]:
+    """Return the wall time and the max, p99 and mean tick lag of one batch, in ms."""
+    lags_ms = np.asarray(lags) * 1000
+    return {
+        "wall_ms": wall_seconds * 1000,
+        "max_lag_ms": float(lags_ms.max()),
+        "p99_lag_ms": float(np.percentile(lags_ms, 99)),
+        "mean_lag_ms": float(lags_ms.mean()),
+        "ticks": len(lags),
+    }
+
+
+def require_same_bodies(
+    client_name: str, bodies: list[bytes], reference: list[bytes], n: int
+) -> None:
+    """Raise BenchError unless ``bodies`` and ``reference`` are the same sorted bodies."""
+    if len(bodies) != len(reference):
+        raise BenchError(
+            f"the loopback server received {len(bodies)} sample bodies from the {client_name} "
+            f"client, expected {len(reference)}"
+        )
+    for index, (body, expected) in enumerate(zip(bodies, reference, strict=True)):
+        require_same_output(
+            f"sorted request body {index} of {n:,} tokens",
+            {"stock": expected, client_name: body},
+        )
+
+
+async def measure_loop_lag(
+    server: LoopbackProcess, requests: Sequence[Any], rounds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Send ``requests`` concurrently in each round, once per client, and return the stats
+    of every round by client.
+
+    One AsyncTinker client is the stock client with the accelerator off and the
+    accelerated client with it on. A warm-up round, not returned, opens the connections.
+    Every round's bodies must equal those of the stock warm-up round.
+    """
+    import tinker
+    from tinker._client import AsyncTinker
+
+    from tinker_accel._loopback import FAKE_API_KEY
+
+    n = requests[0].prompt.length
+    stats: dict[str, list[dict[str, Any]]] = {name: [] for name in LAG_CLIENTS}
+    reference: list[bytes] | None = None
+    # tinker 0.38.0 does not re-export AsyncTinker from the package root.
+    async with AsyncTinker(base_url=server.base_url, api_key=FAKE_API_KEY, max_retries=0) as client:
+        for round_index in range(rounds + 1):
+            if round_index > 0:
+                progress(f"event loop lag: round {round_index} of {rounds}")
+            for name in LAG_CLIENTS:
+                if name == "accelerated":
+                    tinker_accel.enable()
+                else:
+                    tinker_accel.disable()
+                gc.collect()
+                try:
+                    wall_seconds, lags = await send_with_ticker(client, requests)
+                except tinker.APIError as error:
+                    # NOTE: LoopbackServer keeps socketserver's listen backlog of 5. Dozens of
+                    # new connections at once overflow it, and the kernel resets some of them
+                    # (APIConnectionError), so full mode often fails here.
+                    raise BenchError(
+                        f"a sample request of {n:,} tokens from the {name} client failed: "
+                        f"{error!r}. An APIConnectionError here most likely comes from the "
+                        "loopback server's listen backlog, so rerun the benchmark."
+                    ) from error
+
+                bodies = sorted(server.take_bodies())
+                if reference is None:
+                    reference = bodies
+                require_same_bodies(name, bodies, reference, n)
+                if round_index > 0:
+                    stats[name].append(lag_stats(wall_seconds, lags))
+    return stats
+
+
+def median_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Return the round with the median wall time, the lower one for an even count."""
+    by_wall_time = sorted(rounds, key=lambda stats: stats["wall_ms"])
+    return by_wall_time[(len(by_wall_time) - 1) // 2]
+
+
+def round_lag_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    return {key: value if key == "ticks" else round(value, 4) for key, value in stats.items()}
+
+
+def bench_loop_lag(settings: Settings) -> dict[str, Any]:
+    prompt = default_prompts(settings.lag_prompt_tokens)[-1]
+    n = len(prompt)
+    tasks = settings.lag_tasks
+    progress(f"event loop lag: {tasks} tasks, n={n:,}, loopback server in a child process")
+    # The requests differ only in seq_id, so each task sends its own body.
+    requests = [_build_sample_request(prompt, seq_id=index) for index in range(tasks)]
+    try:
+        with LoopbackProcess() as server:
+            all_rounds = asyncio.run(measure_loop_lag(server, requests, settings.lag_rounds))
+    finally:
+        tinker_accel.disable()
+
+    selected = {name: median_round(all_rounds[name]) for name in LAG_CLIENTS}
+    stock, accelerated = selected["stock"], selected["accelerated"]
+    ratios = {
+        key.removesuffix("_ms"): round(stock[key] / accelerated[key], 3)
+        for key in ("wall_ms", "max_lag_ms", "p99_lag_ms", "mean_lag_ms")
+    }
+    rows = [{"client": name, **round_lag_stats(selected[name])} for name in LAG_CLIENTS]
+
+    table = [[row[key] for key in LAG_COLUMNS] for row in rows]
+    table.append(["stock / accelerated", *ratios.values(), ""])
+    print_table(
+        f"8. Event loop lag: {tasks} concurrent requests of {n:,} tokens, ms, "
+        f"median round of {settings.lag_rounds} by wall time",
+        ["client", "wall", "max lag", "p99 lag", "mean lag", "ticks"],
+        table,
+    )
+    return {
+        "tasks": tasks,
+        "n": n,
+        "rounds": settings.lag_rounds,
+        "tick_ms": LAG_TICK_SECONDS * 1000,
+        "selected_round": "median wall time",
+        "rows": rows,
+        "ratios": ratios,
+        "all_rounds": {
+            name: [round_lag_stats(stats) for stats in all_rounds[name]] for name in LAG_CLIENTS
+        },
+    }
+
+
+# ---------------------------------------------------------------------------
 # Versions, machine and command line
 
 
@@ -873,6 +1126,7 @@ SECTIONS: tuple[tuple[str, Callable[[Settings], dict[str, Any]]], ...] = (
     ("foreign_chunk", bench_foreign_chunk),
     ("threads", bench_threads),
     ("memory", bench_memory),
+    ("loop_lag", bench_loop_lag),
 )
 
 

@@ -23,7 +23,7 @@ DEFAULT_PLOT = REPO_ROOT / "benches" / "results" / "ns_per_token.png"
 START_MARKER = "<!-- peers-table:start -->"
 END_MARKER = "<!-- peers-table:end -->"
 
-SUPPORTED_SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSION = 2
 
 # The README shows the lists and buffers at these sizes. Quick runs, which have neither,
 # show every size instead.
@@ -258,6 +258,41 @@ def memory_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def loop_lag_section(results: dict[str, Any]) -> list[str]:
+    section = results["loop_lag"]
+    ratios = section["ratios"]
+    rows = [
+        [
+            row["client"],
+            format_time(row["wall_ms"]),
+            format_time(row["max_lag_ms"]),
+            format_time(row["p99_lag_ms"]),
+            format_time(row["mean_lag_ms"]),
+        ]
+        for row in section["rows"]
+    ]
+    rows.append(
+        [
+            "stock / accelerated",
+            *(format_ratio(ratios[key]) for key in ("wall", "max_lag", "p99_lag", "mean_lag")),
+        ]
+    )
+    if section["rounds"] == 1:
+        selected_round = "the only round"
+    else:
+        selected_round = f"the round with the median wall time of {section['rounds']}"
+    return [
+        f"{section['tasks']} asyncio tasks each send one `SampleRequest` with a "
+        f"{section['n']:,}-token prompt through one `AsyncTinker` client to a loopback server "
+        "in a child process, with the accelerator off and then on. Meanwhile a ticker task on "
+        f"the same event loop sleeps {section['tick_ms']:g} ms at a time, and its lag is how "
+        "much later than that each tick wakes up. These are not best-of-N times, and the "
+        f"garbage collector stays on. Times in ms, from {selected_round}:",
+        "",
+        *markdown_table(["client", "wall ms", "max lag ms", "p99 lag ms", "mean lag ms"], rows),
+    ]
+
+
 SECTIONS: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("Lists", lists_section),
     ("Buffers", buffers_section),
@@ -266,6 +301,7 @@ SECTIONS: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("Chunk from a reloaded module", foreign_chunk_section),
     ("Threads", threads_section),
     ("Memory", memory_section),
+    ("Event loop lag", loop_lag_section),
 )
 
 

@@ -11,7 +11,9 @@ import math
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,6 +23,10 @@ PEERS = REPO_ROOT / "benches" / "peers.py"
 REPORT = REPO_ROOT / "benches" / "report.py"
 START_MARKER = "<!-- peers-table:start -->"
 END_MARKER = "<!-- peers-table:end -->"
+
+LAG_NUMBERS = ("wall_ms", "max_lag_ms", "p99_lag_ms", "mean_lag_ms", "ticks")
+LAG_CLIENTS = ["stock", "accelerated"]
+LAG_RATIOS = ["wall", "max_lag", "p99_lag", "mean_lag"]
 
 # Keys whose values must be numbers in every row, by section.
 ROW_NUMBERS = {
@@ -54,6 +60,7 @@ ROW_NUMBERS = {
         "increase_per_output_byte",
         "headroom_bytes",
     ),
+    "loop_lag": LAG_NUMBERS,
 }
 FOREIGN_ACCELERATED_NUMBERS = ("n", "normal_us", "foreign_us", "ratio")
 FOREIGN_STOCK_NUMBERS = ("n", "foreign_us", "normal_us", "slowdown", "foreign_ns_per_token")
@@ -76,6 +83,7 @@ README_HEADINGS = (
     "### Chunk from a reloaded module",
     "### Threads",
     "### Memory",
+    "### Event loop lag",
 )
 
 
@@ -91,6 +99,21 @@ def run_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("benches_peers", PEERS)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # The dataclasses in peers.py look their module up in sys.modules while it runs.
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +167,63 @@ def test_quick_foreign_chunk_numeric(results: dict[str, Any]) -> None:
         for key in FOREIGN_STOCK_NUMBERS:
             assert is_number(row[key]), f"stock row {row}: {key}"
     assert is_number(section["stock_exponent"])
+
+
+def test_quick_loop_lag_layout(results: dict[str, Any]) -> None:
+    section = results["loop_lag"]
+    settings = results["settings"]
+    assert section["tasks"] == settings["lag_tasks"]
+    assert section["rounds"] == settings["lag_rounds"]
+    assert 0 < section["n"] <= settings["lag_prompt_tokens"]
+    assert section["selected_round"] == "median wall time"
+    assert [row["client"] for row in section["rows"]] == LAG_CLIENTS
+    assert list(section["ratios"]) == LAG_RATIOS
+    for key, ratio in section["ratios"].items():
+        assert is_number(ratio), key
+
+
+def test_quick_loop_lag_keeps_every_round(results: dict[str, Any]) -> None:
+    section = results["loop_lag"]
+    assert list(section["all_rounds"]) == LAG_CLIENTS
+    for row in section["rows"]:
+        rounds = section["all_rounds"][row["client"]]
+        assert len(rounds) == section["rounds"]
+        for stats in rounds:
+            for key in LAG_NUMBERS:
+                assert is_number(stats[key]), f"{row['client']} round {stats}: {key}"
+        selected = {key: value for key, value in row.items() if key != "client"}
+        assert selected in rounds
+        # The ticker completes the sleep in progress when the requests end, so it records
+        # at least one tick.
+        assert row["ticks"] >= 1
+
+
+def test_loop_lag_accepts_same_bodies(peers: ModuleType) -> None:
+    bodies = [b'{"seq_id":0}', b'{"seq_id":1}']
+    peers.require_same_bodies("accelerated", list(bodies), bodies, 1024)
+
+
+def test_loop_lag_rejects_different_body(peers: ModuleType) -> None:
+    reference = [b'{"seq_id":0}', b'{"seq_id":1}']
+    bodies = [b'{"seq_id":0}', b'{"seq_id":2}']
+    with pytest.raises(peers.BenchError, match="sorted request body 1 of 1,024 tokens"):
+        peers.require_same_bodies("accelerated", bodies, reference, 1024)
+
+
+def test_loop_lag_rejects_missing_body(peers: ModuleType) -> None:
+    reference = [b'{"seq_id":0}', b'{"seq_id":1}']
+    with pytest.raises(
+        peers.BenchError, match="received 1 sample bodies from the accelerated client, expected 2"
+    ):
+        peers.require_same_bodies("accelerated", reference[:1], reference, 1024)
+
+
+def test_median_round_by_wall_time(peers: ModuleType) -> None:
+    rounds = [{"wall_ms": 30.0}, {"wall_ms": 10.0}, {"wall_ms": 20.0}, {"wall_ms": 40.0}]
+    assert peers.median_round(rounds[:3]) == {"wall_ms": 20.0}
+    # With an even count, the lower of the two middle rounds.
+    assert peers.median_round(rounds) == {"wall_ms": 20.0}
+    assert peers.median_round(rounds[:1]) == {"wall_ms": 30.0}
 
 
 def test_quick_records_versions_and_machine(results: dict[str, Any]) -> None:

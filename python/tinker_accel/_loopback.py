@@ -534,6 +534,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 class _LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 overflows when a client opens dozens of
+    # connections at once (64 concurrent requests did), and the kernel resets them.
+    request_queue_size = 128
 
     def __init__(self, state: _ServiceState) -> None:
         super().__init__((_LOOPBACK_HOST, 0), _RequestHandler)

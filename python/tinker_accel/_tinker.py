@@ -345,11 +345,15 @@ def _apply(state: _State, types: Any, sampling: Any) -> None:
 def status() -> dict[str, Any]:
     """Return what the accelerator does in this process, for diagnostics.
 
-    Keys: ``backend`` ("rust", or "python" when the native module cannot load),
-    ``enabled``, ``tinker_version``, ``pydantic_version``, ``token_serializer``
-    (the encoder is on ``EncodedTextChunk.tokens``), ``pre_encoded_bodies`` (the
-    sampling client sends bytes), ``list_reader`` ("direct", "api" or "python"), and
-    ``problem`` (why the last ``enable()`` changed nothing, or None).
+    The keys are:
+
+    - ``backend``: "rust", or "python" when the native module cannot load.
+    - ``enabled``: whether the switch is on.
+    - ``tinker_version`` and ``pydantic_version``.
+    - ``token_serializer``: whether the encoder is on ``EncodedTextChunk.tokens``.
+    - ``pre_encoded_bodies``: whether the sampling client sends pre-encoded bytes.
+    - ``list_reader``: "direct", "api" or "python", how list items are read.
+    - ``problem``: why the last ``enable()`` changed nothing, or None.
     """
     import pydantic
 

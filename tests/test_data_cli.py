@@ -537,3 +537,30 @@ def test_bench_progress_without_tqdm(
     assert f"bench: 16 of {total:,} tokens\n" in output.err
     assert f"bench: {total:,} of {total:,} tokens\n" in output.err
     assert "bench:" not in output.out
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tinker-accel {metadata.version('tinker-accel')}"
+
+
+def test_doctor_reports_and_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli.main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["self_check"] == "passed"
+    assert report["backend"] in {"rust", "python"}
+    assert report["tinker_version"] == metadata.version("tinker")
+    assert report["tinker_accel_version"] == metadata.version("tinker-accel")
+    assert _cli.main(["doctor"]) == 0
+    assert "self_check" in capsys.readouterr().out
+
+
+def test_doctor_fails_on_wrong_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(tinker_accel, "encode_tokens", lambda tokens: b"[]")
+    assert _cli.main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert "list: output differs from json.dumps" in report["self_check"]

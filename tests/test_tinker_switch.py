@@ -337,3 +337,16 @@ def test_failure_while_patching_is_rolled_back(monkeypatch: pytest.MonkeyPatch) 
     assert "_StockPythonMode" not in repr(types.SampleRequest.__pydantic_core_schema__)
     request = full_request(TOKENS)
     assert stock_body(request) == stock_dumps(request, exclude_none=True)
+
+
+def test_environment_variable_forces_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    stock_dump = sampling_resource.model_dump
+    for value in ("0", "false", "OFF", " no "):
+        monkeypatch.setenv("TINKER_ACCEL", value)
+        tinker_accel.enable()
+        assert not tinker_accel.is_enabled()
+        assert sampling_resource.model_dump is stock_dump
+        assert tinker_accel.status()["problem"] == "TINKER_ACCEL is set to turn the accelerator off"
+    monkeypatch.setenv("TINKER_ACCEL", "maybe")
+    tinker_accel.enable()
+    assert tinker_accel.is_enabled()

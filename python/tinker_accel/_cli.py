@@ -81,7 +81,21 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="tinker-accel",
         description="Tools for tinker-accel, which speeds up tinker's sample request bodies.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_own_version()}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    doctor = subcommands.add_parser(
+        "doctor",
+        help="show what is installed and active, and check the encoder against json.dumps",
+        description=(
+            "Print the encoder backend, the tinker and pydantic versions, whether the "
+            "accelerator is on, and the result of a quick self-check that compares "
+            "encode_tokens with json.dumps on lists, tuples, ranges and buffers. Exits with "
+            "1 if the self-check fails."
+        ),
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(run=_run_doctor)
 
     bench = subcommands.add_parser(
         "bench",
@@ -118,6 +132,59 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(run=_run_bench)
     return parser
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version("tinker-accel")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _self_check() -> list[str]:
+    """Return the inputs on which encode_tokens differs from json.dumps (none when well)."""
+    import array
+
+    from tinker_accel import encode_tokens
+
+    values = [0, 9, 10, 151_643, 2**31 - 1, 2**63 - 1, 2**64, -(2**63), 99_999_999]
+    small = [value for value in values if 0 <= value < 2**31]
+    cases: dict[str, Any] = {
+        "list": values,
+        "tuple": tuple(values),
+        "range": range(-5, 300, 7),
+        "array.array('i')": array.array("i", small),
+        "memoryview of array.array('q'), reversed": memoryview(array.array("q", small))[::-1],
+    }
+    failures = []
+    for name, tokens in cases.items():
+        expected = json.dumps([int(token) for token in tokens], separators=(",", ":")).encode()
+        try:
+            if encode_tokens(tokens) != expected:
+                failures.append(f"{name}: output differs from json.dumps")
+        except Exception as exc:
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    return failures
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    import tinker_accel
+
+    try:
+        report: dict[str, Any] = dict(tinker_accel.status())
+    except ImportError as exc:
+        report = {"enabled": False, "problem": f"tinker is not installed: {exc}"}
+    report["tinker_accel_version"] = _own_version()
+    report["python"] = f"{platform.python_version()} ({platform.python_implementation()})"
+    failures = _self_check()
+    report["self_check"] = failures if failures else "passed"
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        width = max(len(key) for key in report)
+        for key, value in report.items():
+            print(f"{key:<{width}}  {value}")
+    return 0 if not failures else EXIT_BODY_CHECK_FAILED
 
 
 def _positive_int(text: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import re
 import sys
 import threading
@@ -259,6 +260,12 @@ def _patch_points() -> tuple[Any, Any, list[str]]:
     return types, sampling, problems
 
 
+def forced_off() -> bool:
+    """Return whether ``TINKER_ACCEL`` is set to 0, false, no or off, which keeps the
+    accelerator off even where code calls ``enable()``."""
+    return os.environ.get("TINKER_ACCEL", "").strip().lower() in {"0", "false", "no", "off"}
+
+
 def _tinker_version() -> str:
     try:
         return metadata.version("tinker")
@@ -273,13 +280,19 @@ def enable() -> None:
     that contains it, gives chunks a repr that shows the token count, and makes the
     sampling client send pre-encoded request bodies. Calling it again does nothing.
 
-    On a tinker version whose classes do not look as expected, it changes nothing,
+    With ``TINKER_ACCEL`` set to 0, false, no or off it does nothing, so that a user
+    can turn the accelerator off without editing code that calls it. On a tinker
+    version whose classes do not look as expected, it changes nothing,
     emits a RuntimeWarning that names the version and the problem, and ``status()``
     reports the reason. Raises ImportError if tinker is not installed.
     """
     global _state, _last_problem
     with _lock:
         if _state is not None:
+            return
+        if forced_off():
+            _last_problem = "TINKER_ACCEL is set to turn the accelerator off"
+            logger.info("tinker-accel not enabled: %s", _last_problem)
             return
         types, sampling, problems = _patch_points()
         if problems:

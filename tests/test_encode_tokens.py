@@ -102,7 +102,7 @@ def test_numpy_dtypes_and_byte_orders(dtype: str, order: str) -> None:
 
 def test_numpy_strided_reversed_and_broadcast() -> None:
     base = np.arange(-500, 500, dtype=np.int64) * 1_000_003
-    views = [
+    views: list[np.ndarray] = [
         base[::3],
         base[::-1],
         base[::-7],

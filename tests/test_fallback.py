@@ -65,7 +65,7 @@ INVALID: list[Any] = [
     np.zeros(2, dtype="S3"),
     np.array(5),
     np.zeros((2, 3), dtype=np.int32),
-    np.ma.array([1, 2, 3], mask=[0, 1, 0]),
+    np.ma.array([1, 2, 3], mask=[False, True, False]),
     array.array("d", [1.0]),
     range(2**40),
 ]

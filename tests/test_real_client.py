@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,7 +31,7 @@ def server() -> Iterator[LoopbackServer]:
 def encoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the length of every token array the accelerated path encodes."""
     calls: list[int] = []
-    encode = tinker_accel._serialize.encode_tokens
+    encode: Callable[[Any], bytes] = getattr(tinker_accel._serialize, "encode_tokens")  # noqa: B009
 
     def counting_encode(tokens: Any) -> bytes:
         calls.append(len(tokens))

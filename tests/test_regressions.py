@@ -60,7 +60,7 @@ def test_huge_chunk_raises_memory_error_through_switch() -> None:
 
 
 def test_masked_array_with_masked_entries_rejected() -> None:
-    tokens = np.ma.array([1, 2, 3], mask=[0, 1, 0])
+    tokens = np.ma.array([1, 2, 3], mask=[False, True, False])
     with pytest.raises(TypeError) as caught:
         encode_tokens(tokens)
     assert str(caught.value) == (

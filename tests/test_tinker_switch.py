@@ -22,6 +22,11 @@ import tinker_accel
 from tinker_accel import request_body, stock_dumps
 
 
+def current_model_dump() -> Any:
+    """Return the model_dump function the sampling resource calls right now."""
+    return getattr(sampling_resource, "model_dump")  # noqa: B009
+
+
 def stock_body(request: types.SampleRequest) -> bytes:
     """The body stock tinker sends: its resource's model_dump, then httpx's json encoding."""
     return stock_dumps(request, exclude_unset=False, exclude_none=True)
@@ -136,7 +141,7 @@ def test_model_defined_after_enable_uses_encoder(accelerated: None) -> None:
     [("temperature", float("nan")), ("top_p", float("inf")), ("temperature", float("-inf"))],
 )
 def test_non_finite_sampling_params_rejected_like_stock(field: str, value: float) -> None:
-    params = types.SamplingParams(max_tokens=4, **{field: value})
+    params = types.SamplingParams.model_validate({"max_tokens": 4, field: value})
     request = types.SampleRequest(prompt=types.ModelInput.from_ints([1, 2]), sampling_params=params)
     with pytest.raises(ValueError, match="Out of range float") as stock_error:
         stock_body(request)
@@ -170,16 +175,16 @@ def test_repr_shows_count_not_tokens(accelerated: None) -> None:
 
 def test_disable_restores_stock_behaviour() -> None:
     stock_annotation = types.EncodedTextChunk.model_fields["tokens"].annotation
-    stock_dump = sampling_resource.model_dump
+    stock_dump = current_model_dump()
     stock_repr = repr(types.EncodedTextChunk(tokens=[1, 2]))
     stock_schema = repr(types.SampleRequest.__pydantic_core_schema__)
 
     tinker_accel.enable()
-    assert sampling_resource.model_dump is not stock_dump
+    assert current_model_dump() is not stock_dump
     tinker_accel.disable()
 
     assert types.EncodedTextChunk.model_fields["tokens"].annotation == stock_annotation
-    assert sampling_resource.model_dump is stock_dump
+    assert current_model_dump() is stock_dump
     assert repr(types.EncodedTextChunk(tokens=[1, 2])) == stock_repr
     assert "_StockPythonMode" not in repr(types.SampleRequest.__pydantic_core_schema__)
     assert repr(types.SampleRequest.__pydantic_core_schema__).count(
@@ -191,12 +196,10 @@ def test_disable_restores_stock_behaviour() -> None:
 
 def test_sampling_resource_sends_bytes_when_enabled(accelerated: None) -> None:
     request = full_request(TOKENS)
-    body = sampling_resource.model_dump(
-        request, exclude_unset=False, exclude_none=True, mode="json"
-    )
+    body = current_model_dump()(request, exclude_unset=False, exclude_none=True, mode="json")
     assert isinstance(body, bytes)
     assert body == request_body(request)
-    python_mode = sampling_resource.model_dump(request, exclude_none=True)
+    python_mode = current_model_dump()(request, exclude_none=True)
     assert isinstance(python_mode, dict)
 
 
@@ -272,14 +275,14 @@ def test_environment_variable_enables_on_import() -> None:
 def test_old_httpx_keeps_stock_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
 
-    stock_dump = sampling_resource.model_dump
+    stock_dump = current_model_dump()
     monkeypatch.setattr(httpx, "__version__", "0.27.2")
     tinker_accel.enable()
     # httpx before 0.28 writes spaced JSON, which pre-encoded bodies would not match.
-    assert sampling_resource.model_dump is stock_dump
+    assert current_model_dump() is stock_dump
     assert "_StockPythonMode" in repr(types.SampleRequest.__pydantic_core_schema__)
     tinker_accel.disable()
-    assert sampling_resource.model_dump is stock_dump
+    assert current_model_dump() is stock_dump
 
 
 def test_status_reports_state() -> None:
@@ -300,21 +303,21 @@ def test_status_reports_state() -> None:
 
 def test_unknown_tinker_layout_left_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     # A tinker whose chunk class lost its token field: enable() must not half-patch it.
-    stock_dump = sampling_resource.model_dump
+    stock_dump = current_model_dump()
     fields = dict(types.EncodedTextChunk.model_fields)
     del fields["tokens"]
     monkeypatch.setattr(types.EncodedTextChunk, "model_fields", fields)
     with pytest.warns(RuntimeWarning, match="EncodedTextChunk has no 'tokens' field"):
         tinker_accel.enable()
     assert not tinker_accel.is_enabled()
-    assert sampling_resource.model_dump is stock_dump
+    assert current_model_dump() is stock_dump
     assert "no 'tokens' field" in tinker_accel.status()["problem"]
 
 
 def test_failure_while_patching_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
     from tinker_accel import _tinker
 
-    stock_dump = sampling_resource.model_dump
+    stock_dump = current_model_dump()
     stock_repr = repr(types.EncodedTextChunk(tokens=[1, 2]))
 
     rebuild = _tinker._rebuild
@@ -332,7 +335,7 @@ def test_failure_while_patching_is_rolled_back(monkeypatch: pytest.MonkeyPatch) 
         tinker_accel.enable()
     monkeypatch.undo()
     assert not tinker_accel.is_enabled()
-    assert sampling_resource.model_dump is stock_dump
+    assert current_model_dump() is stock_dump
     assert repr(types.EncodedTextChunk(tokens=[1, 2])) == stock_repr
     assert "_StockPythonMode" not in repr(types.SampleRequest.__pydantic_core_schema__)
     request = full_request(TOKENS)
@@ -340,12 +343,12 @@ def test_failure_while_patching_is_rolled_back(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_environment_variable_forces_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    stock_dump = sampling_resource.model_dump
+    stock_dump = current_model_dump()
     for value in ("0", "false", "OFF", " no "):
         monkeypatch.setenv("TINKER_ACCEL", value)
         tinker_accel.enable()
         assert not tinker_accel.is_enabled()
-        assert sampling_resource.model_dump is stock_dump
+        assert current_model_dump() is stock_dump
         assert tinker_accel.status()["problem"] == "TINKER_ACCEL is set to turn the accelerator off"
     monkeypatch.setenv("TINKER_ACCEL", "maybe")
     tinker_accel.enable()

@@ -353,3 +353,35 @@ def test_environment_variable_forces_off(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TINKER_ACCEL", "maybe")
     tinker_accel.enable()
     assert tinker_accel.is_enabled()
+
+
+def _startup_hook_installed() -> bool:
+    import site
+
+    return any(
+        os.path.exists(os.path.join(directory, "tinker_accel_startup.pth"))
+        for directory in site.getsitepackages()
+    )
+
+
+@pytest.mark.skipif(
+    not _startup_hook_installed(), reason="start-up hook is installed by wheels only"
+)
+def test_startup_hook_enables_without_code() -> None:
+    code = "import sys; print('tinker_accel' in sys.modules)"
+    check = "import sys, tinker_accel; print(tinker_accel.is_enabled())"
+    environment = {key: value for key, value in os.environ.items() if key != "TINKER_ACCEL"}
+    unset = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
+    # Without the variable the hook imports nothing.
+    assert unset.stdout.strip() == "False"
+    environment["TINKER_ACCEL"] = "1"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "True"
+    enabled = subprocess.run(
+        [sys.executable, "-c", check], env=environment, capture_output=True, text=True, check=True
+    )
+    assert enabled.stdout.strip() == "True"

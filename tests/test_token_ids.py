@@ -146,3 +146,13 @@ def test_random_models_match_stock(tokens: list[int], name: str, weight: float) 
     body = dumps_model(fast)
     assert body == stock_dumps(plain)
     assert body.startswith(b'{"tokens":' + json.dumps(tokens, separators=(",", ":")).encode())
+
+
+def test_token_ids_type_checks_as_sequence() -> None:
+    # mypy --strict runs over the tests, so this also checks the static type.
+    def first(tokens: TokenIds) -> int:
+        sequence: Sequence[int] = tokens
+        return sequence[0]
+
+    assert first([3, 4]) == 3
+    assert first((5,)) == 5

@@ -6,6 +6,7 @@ example to compare the two.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -44,10 +45,10 @@ else:
     tokens_to_list = _fallback.tokens_to_list
     list_reader = _fallback._list_reader
     if "TINKER_ACCEL_BACKEND" not in os.environ:
-        warnings.warn(
+        _message = (
             "tinker-accel: the native module could not be loaded "
             f"({_native_error}); using the pure-Python encoder, which gives the same "
-            "output much more slowly",
-            RuntimeWarning,
-            stacklevel=2,
+            "output much more slowly"
         )
+        logging.getLogger("tinker_accel").warning("%s", _message)
+        warnings.warn(_message, RuntimeWarning, stacklevel=2)

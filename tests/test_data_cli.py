@@ -564,3 +564,13 @@ def test_doctor_fails_on_wrong_output(
     assert _cli.main(["doctor", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert "list: output differs from json.dumps" in report["self_check"]
+
+
+def test_bench_writes_plot(small_data_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "bench.png"
+    status = _cli.main(
+        ["bench", "--data", str(small_data_file), "--repeat", "1", "--plot", str(plot)]
+    )
+    assert status == 0
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -130,6 +130,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the results, versions and machine details to PATH as JSON",
     )
+    bench.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="also draw the stock and accelerated times per prompt size into a PNG at PATH",
+    )
     bench.set_defaults(run=_run_bench)
     return parser
 
@@ -232,7 +237,46 @@ def _run_bench(args: argparse.Namespace) -> int:
         except OSError as exc:
             _print_error(f"cannot write the results to {args.json}: {exc}")
             return EXIT_USAGE
+    if args.plot:
+        try:
+            _write_plot(report, results, args.plot)
+        except ImportError:
+            _print_error("--plot needs matplotlib: pip install matplotlib")
+            return EXIT_USAGE
+        except OSError as exc:
+            _print_error(f"cannot write the plot to {args.plot}: {exc}")
+            return EXIT_USAGE
     return 0
+
+
+def _write_plot(report: dict[str, Any], results: list[BenchResult], path: str) -> None:
+    """Write a PNG of the request body time per prompt size, stock against accelerated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    tokens = [result.prompt_tokens for result in results]
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    axes.plot(tokens, [result.stock_ns / 1000 for result in results], "o-", label="stock tinker")
+    axes.plot(
+        tokens, [result.accelerated_ns / 1000 for result in results], "o-", label="tinker-accel"
+    )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("prompt tokens")
+    axes.set_ylabel("µs per request body (best of N)")
+    versions = report["versions"]
+    axes.set_title(
+        f"tinker {versions['tinker']}, pydantic {versions['pydantic']}, "
+        f"Python {versions['python']}\n{report['machine']['cpu']}, "
+        f"{report['machine']['cpu_count']} CPUs"
+    )
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
 
 
 def _bench_prompts(prompts: Sequence[list[int]], repeat: int, server: Any) -> list[BenchResult]:

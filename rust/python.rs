@@ -640,6 +640,7 @@ fn copy_as_int_list<'py>(
     if !accepted {
         return Err(unsupported(tokens));
     }
+
     // A shallow copy in C, then only the items that are not exact ints are replaced.
     // The copy is private, so no other code can change it while items convert.
     // SAFETY: `raw` is a list or tuple; a null result means a Python error is set.

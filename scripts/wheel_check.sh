@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build the release artifacts (an abi3 manylinux2014 wheel, linked with zig from PyPI,
-# and an sdist) into dist/, then install the wheel into a fresh virtual environment
-# with no Rust toolchain on PATH and run the test suite against the installed package.
-# Needs .venv from scripts/setup.sh dev.
+# Build the release artifacts into dist/: an abi3 manylinux2014 wheel, linked with zig
+# from PyPI, and an sdist. Then install the wheel into a fresh virtual environment with
+# no Rust toolchain on PATH, and run the test suite against the installed package.
+# Needs .venv from `scripts/setup.sh dev`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)

@@ -258,18 +258,20 @@ def test_foreign_chunk_with_bad_token(
         request_body(request)
 
 
+def run_python(code: str, environment: dict[str, str]) -> str:
+    """Run ``code`` in a new interpreter and return what it printed, stripped."""
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
+    return output.stdout.strip()
+
+
 def test_environment_variable_enables_on_import() -> None:
     code = "import tinker_accel; print(tinker_accel.is_enabled())"
     environment = {**os.environ, "TINKER_ACCEL": "1"}
-    output = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
-    )
-    assert output.stdout.strip() == "True"
+    assert run_python(code, environment) == "True"
     environment["TINKER_ACCEL"] = "0"
-    output = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
-    )
-    assert output.stdout.strip() == "False"
+    assert run_python(code, environment) == "False"
 
 
 def test_old_httpx_keeps_stock_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,17 +373,8 @@ def test_startup_hook_enables_without_code() -> None:
     code = "import sys; print('tinker_accel' in sys.modules)"
     check = "import sys, tinker_accel; print(tinker_accel.is_enabled())"
     environment = {key: value for key, value in os.environ.items() if key != "TINKER_ACCEL"}
-    unset = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
-    )
     # Without the variable the hook imports nothing.
-    assert unset.stdout.strip() == "False"
+    assert run_python(code, environment) == "False"
     environment["TINKER_ACCEL"] = "1"
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
-    )
-    assert loaded.stdout.strip() == "True"
-    enabled = subprocess.run(
-        [sys.executable, "-c", check], env=environment, capture_output=True, text=True, check=True
-    )
-    assert enabled.stdout.strip() == "True"
+    assert run_python(code, environment) == "True"
+    assert run_python(check, environment) == "True"

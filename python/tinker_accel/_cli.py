@@ -147,7 +147,7 @@ def _own_version() -> str:
 
 
 def _self_check() -> list[str]:
-    """Return the inputs on which encode_tokens differs from json.dumps (none when well)."""
+    """Return the inputs on which encode_tokens differs from json.dumps, if any."""
     import array
 
     from tinker_accel import encode_tokens
@@ -355,12 +355,12 @@ def _stock_request_body(request: SampleRequest) -> bytes:
     """Serialize `request` as tinker 0.38.0 does with the accelerator off.
 
     `AsyncSamplingResource.asample` calls `model_dump`, and httpx 0.29.0 calls `json.dumps`
-    with these arguments. `_check_bodies` confirms that the result equals the body that the
-    server received.
+    on the result, which `stock_dumps` repeats. `_check_bodies` confirms that the result
+    equals the body that the server received.
     """
-    payload = request.model_dump(mode="json", exclude_none=True)
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.encode()
+    from tinker_accel import stock_dumps
+
+    return stock_dumps(request, exclude_none=True)
 
 
 def _check_bodies(

@@ -151,7 +151,11 @@ def _splice(head: bytes, fragments: list[bytes]) -> bytes | None:
 
 def stock_dumps(model: BaseModel, **dump_options: Any) -> bytes:
     """Serialize ``model`` as tinker's HTTP client does without the accelerator."""
-    data = model.model_dump(mode="json", **dump_options)
+    return _compact_json(model.model_dump(mode="json", **dump_options))
+
+
+def _compact_json(data: Any) -> bytes:
+    """Encode ``data`` as httpx 0.28 and later encode a ``json=`` request body."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8")
 
@@ -177,8 +181,7 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
             # The encoder's own TypeError or ValueError, which names the index and the type.
             raise errors[0] from None
         raise
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    head = text.encode("utf-8")
+    head = _compact_json(data)
     if not fragments:
         return head
     body = _splice(head, fragments)

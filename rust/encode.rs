@@ -98,6 +98,12 @@ trait Digits: Copy {
 
     /// Returns the value if it is non-negative and below `SHORT_LIMIT`.
     fn short(self) -> Option<u64>;
+
+    /// Returns the values' bit patterns as unsigned integers.
+    fn as_bits(values: &[Self]) -> &[u64];
+
+    /// Returns how many bytes `write_at` writes for the number.
+    fn json_len(self) -> usize;
 }
 
 impl Digits for u64 {
@@ -111,6 +117,16 @@ impl Digits for u64 {
     fn short(self) -> Option<u64> {
         (self < SHORT_LIMIT).then_some(self)
     }
+
+    #[inline(always)]
+    fn as_bits(values: &[Self]) -> &[u64] {
+        values
+    }
+
+    #[inline(always)]
+    fn json_len(self) -> usize {
+        decimal_len(self)
+    }
 }
 
 impl Digits for i64 {
@@ -119,6 +135,18 @@ impl Digits for i64 {
         u64::try_from(self)
             .ok()
             .filter(|&value| value < SHORT_LIMIT)
+    }
+
+    #[inline(always)]
+    fn as_bits(values: &[Self]) -> &[u64] {
+        // SAFETY: i64 and u64 have the same size and alignment, and every bit pattern
+        // is a valid u64.
+        unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), values.len()) }
+    }
+
+    #[inline(always)]
+    fn json_len(self) -> usize {
+        usize::from(self < 0) + decimal_len(self.unsigned_abs())
     }
 
     #[inline(always)]
@@ -135,47 +163,230 @@ impl Digits for i64 {
     }
 }
 
+/// The formatters `write_items` may use, slowest first. Production code allows all
+/// of them; tests lower the limit to compare each with the one below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Formatter {
+    #[cfg_attr(not(test), allow(dead_code))]
+    Scalar,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Avx2,
+    Avx512,
+}
+
 /// Writes `values` as comma-separated numbers from `base + position`, starting with a
 /// comma if `after_first`, and returns the position after the last one.
 ///
 /// # Safety
 /// Every byte from `base + position` to 8 bytes past the end of the last value must be
-/// writable: the vector path stores 8 digits for every number of up to 8, so up to 7
-/// bytes past the returned position may be overwritten. MAX_ITEM_BYTES per value is
-/// always enough.
+/// writable: the vector paths store 8 bytes for every number of up to 8 digits, so up
+/// to 7 bytes past the returned position may be overwritten. MAX_ITEM_BYTES per value
+/// is always enough. If `after_first` is false, `position` must be at least 1 and the
+/// byte before it initialized: it is overwritten and then restored.
 #[inline(always)]
 unsafe fn write_items<V: Digits>(
     values: &[V],
     base: *mut u8,
     mut position: usize,
     after_first: bool,
-    allow_vector: bool,
+    limit: Formatter,
 ) -> usize {
-    let Some((&first, rest)) = values.split_first() else {
+    if values.is_empty() {
         return position;
-    };
+    }
+    let mut rest = values;
     // SAFETY: forwarded from the caller, item by item.
     unsafe {
-        if after_first {
-            *base.add(position) = b',';
-            position += 1;
-        }
-        position += first.write_at(base.add(position));
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-        let mut rest = rest;
+        // Every item below is written with a comma before it. For the first item of
+        // the array that comma lands on the byte before it (the opening bracket),
+        // which is put back afterwards, so the vector paths take the first group too.
+        let restore = (!after_first).then(|| {
+            position -= 1;
+            (position, *base.add(position))
+        });
         #[cfg(target_arch = "x86_64")]
-        if allow_vector && avx2::is_available() {
-            // SAFETY: as above, and AVX2 is present.
-            let (written, remaining) = avx2::write_short_groups(rest, base.add(position));
-            position += written;
-            rest = remaining;
+        let (wide, narrow) = (
+            limit >= Formatter::Avx512 && avx512::is_available(),
+            limit >= Formatter::Avx2 && avx2::is_available(),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = limit;
+        while !rest.is_empty() {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if wide {
+                    // SAFETY: as above, and the CPU has the features.
+                    let (written, remaining) = avx512::write_short_groups(rest, base.add(position));
+                    position += written;
+                    rest = remaining;
+                }
+                if narrow {
+                    // SAFETY: as above, and the CPU has the features.
+                    let (written, remaining) = avx2::write_short_groups(rest, base.add(position));
+                    position += written;
+                    rest = remaining;
+                }
+            }
+            // The group a vector path stopped at (it holds a value too wide for it), or
+            // the tail; then the vector paths get another chance.
+            let (group, after) = rest.split_at(rest.len().min(8));
+            for &value in group {
+                *base.add(position) = b',';
+                position += 1 + value.write_at(base.add(position + 1));
+            }
+            rest = after;
         }
-        for &value in rest {
-            *base.add(position) = b',';
-            position += 1 + value.write_at(base.add(position + 1));
+        if let Some((at, byte)) = restore {
+            *base.add(at) = byte;
         }
     }
     position
+}
+
+/// Digit formatting of eight numbers at once with AVX-512.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Digits, POWERS_OF_TEN};
+    use std::arch::x86_64::{
+        __m512i, _mm512_add_epi64, _mm512_add_epi8, _mm512_cmpge_epu64_mask,
+        _mm512_cmplt_epu64_mask, _mm512_cvtepi64_epi8, _mm512_loadu_si512, _mm512_lzcnt_epi64,
+        _mm512_mask_add_epi64, _mm512_mul_epu32, _mm512_mulhi_epu16, _mm512_mullo_epi16,
+        _mm512_mullo_epi32, _mm512_or_si512, _mm512_permutexvar_epi64, _mm512_reduce_add_epi64,
+        _mm512_set1_epi16, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_epi8,
+        _mm512_slli_epi16, _mm512_slli_epi32, _mm512_slli_epi64, _mm512_srli_epi32,
+        _mm512_srli_epi64, _mm512_srlv_epi64, _mm512_storeu_si512, _mm512_sub_epi16,
+        _mm512_sub_epi32, _mm512_sub_epi64, _mm_cvtsi128_si64,
+    };
+    use std::ptr;
+
+    /// Values below this take at most 7 digits, so each fits one 8-byte store with its
+    /// comma.
+    const LIMIT: u64 = 10_000_000;
+
+    /// Returns whether this CPU has the AVX-512 parts the path uses. The standard
+    /// library caches the result.
+    #[inline(always)]
+    pub(super) fn is_available() -> bool {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512cd")
+    }
+
+    /// The same steps as the AVX2 version, on eight lanes.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn eight_digits(values: __m512i) -> __m512i {
+        let high =
+            _mm512_srli_epi64::<40>(_mm512_mul_epu32(values, _mm512_set1_epi64(109_951_163)));
+        let low = _mm512_sub_epi64(values, _mm512_mul_epu32(high, _mm512_set1_epi64(10_000)));
+        let halves = _mm512_or_si512(high, _mm512_slli_epi64::<32>(low));
+        let hundreds = _mm512_srli_epi32::<19>(_mm512_mullo_epi32(halves, _mm512_set1_epi32(5243)));
+        let below_hundred =
+            _mm512_sub_epi32(halves, _mm512_mullo_epi32(hundreds, _mm512_set1_epi32(100)));
+        let pairs = _mm512_or_si512(hundreds, _mm512_slli_epi32::<16>(below_hundred));
+        let tens = _mm512_mulhi_epu16(pairs, _mm512_set1_epi16(6554));
+        let ones = _mm512_sub_epi16(pairs, _mm512_mullo_epi16(tens, _mm512_set1_epi16(10)));
+        let digits = _mm512_or_si512(tens, _mm512_slli_epi16::<8>(ones));
+        _mm512_add_epi8(digits, _mm512_set1_epi8(b'0' as i8))
+    }
+
+    /// Returns the digit count of each lane, for lanes below `LIMIT`.
+    #[target_feature(enable = "avx512f,avx512cd")]
+    #[inline]
+    fn lengths(values: __m512i) -> __m512i {
+        // The scalar `decimal_len` on eight lanes. Below LIMIT a value has at most 24
+        // bits, so the guess indexes the first eight powers of ten.
+        let odd = _mm512_or_si512(values, _mm512_set1_epi64(1));
+        let bits = _mm512_sub_epi64(_mm512_set1_epi64(64), _mm512_lzcnt_epi64(odd));
+        let guess = _mm512_srli_epi64::<12>(_mm512_mullo_epi32(bits, _mm512_set1_epi64(1233)));
+        // SAFETY: the table holds eight u64 values, the 64 bytes the load reads.
+        let powers = unsafe { _mm512_loadu_si512(POWERS_OF_TEN.as_ptr().cast()) };
+        let next_power = _mm512_permutexvar_epi64(guess, powers);
+        let reached = _mm512_cmpge_epu64_mask(odd, next_power);
+        _mm512_mask_add_epi64(guess, reached, guess, _mm512_set1_epi64(1))
+    }
+
+    /// Writes `,value` for the leading groups of eight values in `values` in which
+    /// every value is non-negative and below `LIMIT`. Returns the bytes written and the
+    /// values left.
+    ///
+    /// # Safety
+    /// 10 bytes per value from `at` must be writable, and the CPU must have AVX-512F,
+    /// BW and CD.
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd")]
+    pub(super) unsafe fn write_short_groups<V: Digits>(values: &[V], at: *mut u8) -> (usize, &[V]) {
+        let bits = V::as_bits(values);
+        let mut written = 0;
+        let mut groups = bits.chunks_exact(8);
+        for (index, group) in groups.by_ref().enumerate() {
+            // SAFETY: the group is eight u64 values, the 64 bytes the load reads.
+            let lanes = unsafe { _mm512_loadu_si512(group.as_ptr().cast()) };
+            // Negative i64 values are huge as u64, so they fail this test too.
+            if _mm512_cmplt_epu64_mask(lanes, _mm512_set1_epi64(LIMIT as i64)) != 0xFF {
+                return (written, &values[index * 8..]);
+            }
+            let len = lengths(lanes);
+            // Shifting right by the leading zero digits leaves the number in the low
+            // bytes; shifting left by one byte makes room for the comma.
+            let dropped = _mm512_slli_epi64::<3>(_mm512_sub_epi64(_mm512_set1_epi64(8), len));
+            let words = _mm512_or_si512(
+                _mm512_slli_epi64::<8>(_mm512_srlv_epi64(eight_digits(lanes), dropped)),
+                _mm512_set1_epi64(i64::from(b',')),
+            );
+            let mut stored = [0u64; 8];
+            // SAFETY: `stored` is 64 bytes.
+            unsafe { _mm512_storeu_si512(stored.as_mut_ptr().cast(), words) };
+            // One byte per item: its length with the comma, at most 8. Multiplying by
+            // 0x0101... sums them into every higher byte, which gives each item's
+            // offset without a chain of additions.
+            let sizes = _mm_cvtsi128_si64(_mm512_cvtepi64_epi8(_mm512_add_epi64(
+                len,
+                _mm512_set1_epi64(1),
+            ))) as u64;
+            let ends = sizes.wrapping_mul(0x0101_0101_0101_0101);
+            let starts = ends << 8;
+            for (lane, word) in stored.into_iter().enumerate() {
+                let offset = ((starts >> (8 * lane)) & 0xFF) as usize;
+                // SAFETY: item `lane` starts at most 8 * lane bytes into the group's
+                // 80-byte share of the room the caller guarantees, and stores 8 bytes.
+                unsafe {
+                    ptr::write_unaligned(
+                        at.add(written + offset).cast::<[u8; 8]>(),
+                        word.to_le_bytes(),
+                    );
+                }
+            }
+            written += (ends >> 56) as usize;
+        }
+        (written, &values[values.len() - groups.remainder().len()..])
+    }
+
+    /// Returns the total digit count of the leading groups of eight values in which
+    /// every value is non-negative and below `LIMIT`, and the values left.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and CD.
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd")]
+    pub(super) unsafe fn short_groups_len<V: Digits>(values: &[V]) -> (usize, &[V]) {
+        let bits = V::as_bits(values);
+        let mut sum = _mm512_set1_epi64(0);
+        let mut groups = bits.chunks_exact(8);
+        let mut stopped = None;
+        for (index, group) in groups.by_ref().enumerate() {
+            // SAFETY: the group is eight u64 values, the 64 bytes the load reads.
+            let lanes = unsafe { _mm512_loadu_si512(group.as_ptr().cast()) };
+            if _mm512_cmplt_epu64_mask(lanes, _mm512_set1_epi64(LIMIT as i64)) != 0xFF {
+                stopped = Some(index * 8);
+                break;
+            }
+            sum = _mm512_add_epi64(sum, lengths(lanes));
+        }
+        let rest = match stopped {
+            Some(first) => &values[first..],
+            None => &values[values.len() - groups.remainder().len()..],
+        };
+        (_mm512_reduce_add_epi64(sum) as usize, rest)
+    }
 }
 
 /// Digit formatting of four numbers at once with AVX2.
@@ -403,9 +614,73 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
+/// Growable bytes that an [`ArrayWriter`] writes into: a `Vec<u8>`, or storage owned
+/// by the caller, such as a Python bytes object.
+///
+/// # Safety
+/// After `reserve(n)` succeeds, the `n` bytes from `as_mut_ptr() + len()` must be
+/// writable, and stay so until the next call of `reserve`.
+pub unsafe trait Output {
+    /// Number of bytes written so far.
+    fn len(&self) -> usize;
+
+    /// Returns whether nothing has been written yet.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of bytes that can be written after `len()` without `reserve`.
+    fn spare(&self) -> usize;
+
+    /// Makes room for `additional` more bytes.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if the room cannot be had.
+    fn reserve(&mut self, additional: usize) -> Result<(), EncodeError>;
+
+    /// Start of the storage.
+    fn as_mut_ptr(&mut self) -> *mut u8;
+
+    /// Marks the first `len` bytes as written.
+    ///
+    /// # Safety
+    /// They must have been written, and lie within the reserved room.
+    unsafe fn set_len(&mut self, len: usize);
+}
+
+// SAFETY: `try_reserve` gives the room the trait requires, and the vector's buffer
+// moves only when it grows, which only `reserve` does.
+unsafe impl Output for Vec<u8> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    #[inline(always)]
+    fn spare(&self) -> usize {
+        self.capacity() - Vec::len(self)
+    }
+
+    #[inline(always)]
+    fn reserve(&mut self, additional: usize) -> Result<(), EncodeError> {
+        try_reserve(self, additional)
+    }
+
+    #[inline(always)]
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        Vec::as_mut_ptr(self)
+    }
+
+    #[inline(always)]
+    unsafe fn set_len(&mut self, len: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { Vec::set_len(self, len) }
+    }
+}
+
 /// Builder of one JSON array of integers.
-pub struct ArrayWriter {
-    out: Vec<u8>,
+pub struct ArrayWriter<O: Output = Vec<u8>> {
+    out: O,
     count: usize,
 }
 
@@ -454,8 +729,31 @@ impl ArrayWriter {
     fn with_exact_capacity(bytes: usize) -> Result<Self, EncodeError> {
         let mut out = Vec::new();
         try_reserve(&mut out, bytes.max(MAX_ITEM_BYTES + 2))?;
-        out.push(b'[');
-        Ok(Self { out, count: 0 })
+        ArrayWriter::new_in(out)
+    }
+}
+
+impl<O: Output> ArrayWriter<O> {
+    /// Creates a writer that appends to `out`, which should be empty.
+    ///
+    /// # Errors
+    /// Returns [`EncodeError::OutOfMemory`] if `out` cannot take the opening bracket.
+    pub fn new_in(out: O) -> Result<Self, EncodeError> {
+        let mut writer = Self { out, count: 0 };
+        writer.push_bytes(b"[")?;
+        Ok(writer)
+    }
+
+    /// Appends `bytes` to the output as they are.
+    fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.out.reserve(bytes.len())?;
+        let len = self.out.len();
+        // SAFETY: `reserve` made room for `bytes` after the output.
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), self.out.as_mut_ptr().add(len), bytes.len());
+            self.out.set_len(len + bytes.len());
+        }
+        Ok(())
     }
 
     /// Number of items written so far.
@@ -476,14 +774,18 @@ impl ArrayWriter {
     /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
     pub fn extend_u64(&mut self, values: &[u64]) -> Result<(), EncodeError> {
-        self.extend_with(values, true)
+        self.extend_with(values, Formatter::Avx512)
     }
 
-    /// Appends unsigned integers with the scalar formatter only, so tests can compare
-    /// it with the vector one.
+    /// Appends unsigned integers with the formatters up to `limit` only, so tests can
+    /// compare each with the ones below it.
     #[cfg(test)]
-    pub(crate) fn extend_u64_scalar(&mut self, values: &[u64]) -> Result<(), EncodeError> {
-        self.extend_with(values, false)
+    pub(crate) fn extend_u64_limited(
+        &mut self,
+        values: &[u64],
+        limit: Formatter,
+    ) -> Result<(), EncodeError> {
+        self.extend_with(values, limit)
     }
 
     /// Appends signed integers.
@@ -492,7 +794,7 @@ impl ArrayWriter {
     /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
     #[inline(always)]
     pub fn extend_i64(&mut self, values: &[i64]) -> Result<(), EncodeError> {
-        self.extend_with(values, true)
+        self.extend_with(values, Formatter::Avx512)
     }
 
     /// Appends `values`.
@@ -504,7 +806,7 @@ impl ArrayWriter {
     fn extend_with<V: Digits>(
         &mut self,
         values: &[V],
-        allow_vector: bool,
+        limit: Formatter,
     ) -> Result<(), EncodeError> {
         if values.is_empty() {
             return Ok(());
@@ -513,13 +815,20 @@ impl ArrayWriter {
             .len()
             .checked_mul(MAX_ITEM_BYTES)
             .ok_or(EncodeError::OutOfMemory { bytes: usize::MAX })?;
-        try_reserve(&mut self.out, worst_case)?;
+        // Without room for the worst case, the exact need decides, so that an output
+        // sized for short numbers does not grow near its end for no reason.
+        let room = if self.out.spare() >= worst_case {
+            worst_case
+        } else {
+            items_len(values) + STORE_SLACK
+        };
+        self.out.reserve(room)?;
         let base = self.out.as_mut_ptr();
-        // SAFETY: the reservation gives every item MAX_ITEM_BYTES, which covers what
-        // `write_items` touches. `set_len` runs after every byte up to the returned
-        // position is written.
+        // SAFETY: the reservation covers every item with its comma and the bytes past
+        // the last one that `write_items` may store. `set_len` runs after every byte
+        // up to the returned position is written.
         unsafe {
-            let position = write_items(values, base, self.out.len(), self.count != 0, allow_vector);
+            let position = write_items(values, base, self.out.len(), self.count != 0, limit);
             self.out.set_len(position);
         }
         self.count += values.len();
@@ -555,12 +864,11 @@ impl ArrayWriter {
         if body.is_empty() || !body.iter().all(u8::is_ascii_digit) {
             return Err(EncodeError::InvalidDecimal);
         }
-        try_reserve(&mut self.out, digits.len() + 1)?;
         if self.count != 0 {
-            self.out.push(b',');
+            self.push_bytes(b",")?;
         }
+        self.push_bytes(digits)?;
         self.count += 1;
-        self.out.extend_from_slice(digits);
         Ok(())
     }
 
@@ -568,9 +876,8 @@ impl ArrayWriter {
     ///
     /// # Errors
     /// Returns [`EncodeError::OutOfMemory`] if the output cannot grow.
-    pub fn finish(mut self) -> Result<Vec<u8>, EncodeError> {
-        try_reserve(&mut self.out, 1)?;
-        self.out.push(b']');
+    pub fn finish(mut self) -> Result<O, EncodeError> {
+        self.push_bytes(b"]")?;
         Ok(self.out)
     }
 }
@@ -586,8 +893,24 @@ trait Wide: Digits + Default {
     #[inline(always)]
     unsafe fn write(values: &[Self], out: *mut u8, position: usize, after_first: bool) -> usize {
         // SAFETY: forwarded from the caller.
-        unsafe { write_items(values, out, position, after_first, true) }
+        unsafe { write_items(values, out, position, after_first, Formatter::Avx512) }
     }
+}
+
+/// Returns the bytes `write_items` takes for `values`, a comma before each included.
+#[inline(always)]
+fn items_len<V: Digits>(values: &[V]) -> usize {
+    let mut total = values.len();
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut rest = values;
+    #[cfg(target_arch = "x86_64")]
+    if avx512::is_available() {
+        // SAFETY: the CPU has the features.
+        let (sum, remaining) = unsafe { avx512::short_groups_len(rest) };
+        total += sum;
+        rest = remaining;
+    }
+    total + rest.iter().map(|&value| value.json_len()).sum::<usize>()
 }
 
 impl Wide for i64 {
@@ -669,6 +992,28 @@ impl_element! {
 /// Every element `first..first + block.len()` of `layout` must be readable from `base`.
 #[inline(always)]
 unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, block: &mut [T::Wide]) {
+    let size = std::mem::size_of::<T>();
+    if layout.stride == size as isize {
+        // The common contiguous case, split out so that the compiler sees a constant
+        // stride and order and turns the loop into vector loads and widenings.
+        // SAFETY: as below; element `first + offset` is at `start + offset * size`.
+        unsafe {
+            let start = base.offset(first as isize * layout.stride);
+            match layout.order {
+                ByteOrder::Little => {
+                    for (offset, slot) in block.iter_mut().enumerate() {
+                        *slot = T::load(start.add(offset * size), ByteOrder::Little);
+                    }
+                }
+                ByteOrder::Big => {
+                    for (offset, slot) in block.iter_mut().enumerate() {
+                        *slot = T::load(start.add(offset * size), ByteOrder::Big);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (offset, slot) in block.iter_mut().enumerate() {
         let index = (first + offset) as isize;
         // SAFETY: the caller guarantees the element is readable. A buffer that
@@ -772,6 +1117,116 @@ pub unsafe fn encode_raw_into(base: *const u8, layout: Layout, out: *mut u8) -> 
             ElementType::I64 => write_elements::<i64>(base, layout, out),
             ElementType::U64 => write_elements::<u64>(base, layout, out),
         }
+    }
+}
+
+/// Returns the length of the JSON array of the elements of `layout` as they are now.
+///
+/// # Safety
+/// As for [`encode_raw`].
+#[must_use]
+pub unsafe fn output_len(base: *const u8, layout: Layout) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match layout.element {
+            ElementType::I8 => elements_len::<i8>(base, layout),
+            ElementType::U8 => elements_len::<u8>(base, layout),
+            ElementType::I16 => elements_len::<i16>(base, layout),
+            ElementType::U16 => elements_len::<u16>(base, layout),
+            ElementType::I32 => elements_len::<i32>(base, layout),
+            ElementType::U32 => elements_len::<u32>(base, layout),
+            ElementType::I64 => elements_len::<i64>(base, layout),
+            ElementType::U64 => elements_len::<u64>(base, layout),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`encode_raw`].
+unsafe fn elements_len<T: Element>(base: *const u8, layout: Layout) -> usize {
+    let mut block = [T::Wide::default(); BLOCK];
+    // Brackets, less the comma counted before the first element.
+    let mut total = 2usize.saturating_sub(usize::from(layout.len > 0));
+    let mut first = 0;
+    while first < layout.len {
+        let count = BLOCK.min(layout.len - first);
+        // SAFETY: elements `first..first + count` are part of `layout`.
+        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
+        total += items_len(&block[..count]);
+        first += count;
+    }
+    total
+}
+
+/// Bytes past the array that the last store may write: see `write_items`.
+pub const STORE_SLACK: usize = 8;
+
+/// Writes the JSON array of the elements of `layout` into `out`, which has
+/// `capacity` writable bytes, and returns its length; or returns `None`, having
+/// written only within `capacity`, if the array and [`STORE_SLACK`] do not fit.
+///
+/// Sized from [`output_len`], the room is enough unless another thread changes the
+/// values in between; each block is checked after it is copied out of the buffer,
+/// so such changes cannot make the write overflow.
+///
+/// # Safety
+/// As for [`encode_raw`], and `out` must be writable for `capacity` bytes.
+#[must_use]
+pub unsafe fn encode_raw_into_bounded(
+    base: *const u8,
+    layout: Layout,
+    out: *mut u8,
+    capacity: usize,
+) -> Option<usize> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match layout.element {
+            ElementType::I8 => write_elements_bounded::<i8>(base, layout, out, capacity),
+            ElementType::U8 => write_elements_bounded::<u8>(base, layout, out, capacity),
+            ElementType::I16 => write_elements_bounded::<i16>(base, layout, out, capacity),
+            ElementType::U16 => write_elements_bounded::<u16>(base, layout, out, capacity),
+            ElementType::I32 => write_elements_bounded::<i32>(base, layout, out, capacity),
+            ElementType::U32 => write_elements_bounded::<u32>(base, layout, out, capacity),
+            ElementType::I64 => write_elements_bounded::<i64>(base, layout, out, capacity),
+            ElementType::U64 => write_elements_bounded::<u64>(base, layout, out, capacity),
+        }
+    }
+}
+
+/// # Safety
+/// As for [`encode_raw_into_bounded`].
+unsafe fn write_elements_bounded<T: Element>(
+    base: *const u8,
+    layout: Layout,
+    out: *mut u8,
+    capacity: usize,
+) -> Option<usize> {
+    // The opening and closing brackets and the slack.
+    if capacity < 2 + STORE_SLACK {
+        return None;
+    }
+    let mut block = [T::Wide::default(); BLOCK];
+    // SAFETY: `capacity` bytes from `out` are writable, and every write below is
+    // preceded by a check that it stays within them.
+    unsafe {
+        *out = b'[';
+        let mut position = 1;
+        let mut first = 0;
+        while first < layout.len {
+            let count = BLOCK.min(layout.len - first);
+            gather::<T>(base, layout, first, &mut block[..count]);
+            let values = &block[..count];
+            // Cheap check first: room for every item at its widest. Near the end of
+            // an exactly sized output only the real length fits.
+            let room = capacity - position - 1 - STORE_SLACK;
+            if count * MAX_ITEM_BYTES > room && items_len(values) > room {
+                return None;
+            }
+            position = T::Wide::write(values, out, position, first > 0);
+            first += count;
+        }
+        *out.add(position) = b']';
+        Some(position + 1)
     }
 }
 

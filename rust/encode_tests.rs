@@ -331,7 +331,12 @@ fn sampled_values_up_to_u64_max() {
     let mut edges = Vec::new();
     for power in 0..20u32 {
         let value = 10u64.pow(power);
-        edges.extend([value - 1, value, value + 1, value.saturating_mul(7) + 3]);
+        edges.extend([
+            value - 1,
+            value,
+            value + 1,
+            value.saturating_mul(7).saturating_add(3),
+        ]);
     }
     edges.extend([
         u64::MAX,
@@ -389,21 +394,39 @@ fn capacity_hint_too_large_to_allocate_still_works() {
 
 #[test]
 fn scalar_and_vector_formatters_agree() {
-    // Mixed lengths, values at the 10^8 boundary and beyond, in groups that the vector
-    // path takes whole, splits or leaves to the scalar path.
+    use crate::encode::Formatter;
+    // Mixed lengths, values at the 10^7 and 10^8 boundaries and beyond, in groups that
+    // each vector path takes whole, splits or leaves to a narrower path.
     let mut values: Vec<u64> = (0..1u64 << 20)
         .map(|value| value * 97 % 100_000_123)
         .collect();
-    values.extend([99_999_999, 100_000_000, 5, 7, u64::MAX, 1, 2, 3, 4]);
-    let mut vector = ArrayWriter::with_capacity(values.len());
-    let mut scalar = ArrayWriter::with_capacity(values.len());
-    for chunk in values.chunks(251) {
-        vector.extend_u64(chunk).unwrap();
-        scalar.extend_u64_scalar(chunk).unwrap();
+    values.extend((0..4096).map(|value| value * 2_441 % 10_000_019));
+    values.extend([
+        9_999_999,
+        10_000_000,
+        99_999_999,
+        100_000_000,
+        5,
+        7,
+        u64::MAX,
+    ]);
+    values.extend([
+        1, 2, 3, 4, 0, 0, 0, 0, 0, 9, 10, 99, 100, 999, 1_000, 9_999_999,
+    ]);
+    let outputs: Vec<Vec<u8>> = [Formatter::Scalar, Formatter::Avx2, Formatter::Avx512]
+        .into_iter()
+        .map(|limit| {
+            let mut writer = ArrayWriter::with_capacity(values.len());
+            for chunk in values.chunks(251) {
+                writer.extend_u64_limited(chunk, limit).unwrap();
+            }
+            writer.finish().unwrap()
+        })
+        .collect();
+    let expected = reference(&values);
+    for output in &outputs {
+        assert!(*output == expected);
     }
-    let vector = vector.finish().unwrap();
-    assert!(vector == scalar.finish().unwrap());
-    assert!(vector == reference(&values));
 }
 
 #[test]
@@ -468,6 +491,50 @@ fn bounded_buffer_matches_growing_writer() {
                 );
                 assert!(out[bound..].iter().all(|&byte| byte == 0xAA));
             }
+        }
+    }
+}
+
+#[test]
+fn exact_length_and_exactly_sized_output() {
+    use crate::encode::{encode_raw_into_bounded, output_len, STORE_SLACK};
+    let mut layouts = Vec::new();
+    for element in ELEMENTS {
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let mut values = values_for(element);
+            // Long enough for several blocks and for the vector paths.
+            let max = values.iter().copied().max().unwrap_or(0);
+            values.extend((0..2_000).map(|value| value * 7_919 % 30_011 % max.saturating_add(1)));
+            layouts.push((element, order, values));
+        }
+    }
+    layouts.push((ElementType::U32, ByteOrder::Little, Vec::new()));
+    for (element, order, values) in layouts {
+        let memory = bytes_of(&values, element, order);
+        let size = element.size() as isize;
+        let layout = Layout {
+            element,
+            order,
+            len: values.len(),
+            stride: size,
+        };
+        let expected = encode_buffer(&memory, 0, layout).unwrap();
+        // SAFETY: `encode_buffer` accepted the layout for `memory`.
+        let len = unsafe { output_len(memory.as_ptr(), layout) };
+        assert_eq!(len, expected.len(), "{element:?} {order:?}");
+        for capacity in [len + STORE_SLACK, len + STORE_SLACK - 1, len] {
+            let mut out = vec![0xAAu8; capacity + 64];
+            // SAFETY: as above, and `out` is longer than `capacity`.
+            let written = unsafe {
+                encode_raw_into_bounded(memory.as_ptr(), layout, out.as_mut_ptr(), capacity)
+            };
+            if capacity >= len + STORE_SLACK {
+                assert_eq!(written, Some(len));
+                assert_eq!(&out[..len], expected.as_slice());
+            } else {
+                assert_eq!(written, None, "{element:?} {order:?} {capacity}");
+            }
+            assert!(out[capacity..].iter().all(|&byte| byte == 0xAA));
         }
     }
 }

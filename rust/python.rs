@@ -13,7 +13,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, EncodeError, Layout};
+use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, EncodeError, Layout, Output};
 use crate::object_layout;
 
 /// Maximum number of characters of a value's `repr` quoted in an error message.
@@ -60,7 +60,10 @@ fn invalid_token(index: usize, item: &Bound<'_, PyAny>) -> PyErr {
 }
 
 /// Appends one Python int (exact type) to `writer`.
-fn push_exact_int(writer: &mut ArrayWriter, value: &Bound<'_, PyAny>) -> PyResult<()> {
+fn push_exact_int<O: Output>(
+    writer: &mut ArrayWriter<O>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let mut overflow: c_int = 0;
     // SAFETY: `value` is a live int object and the GIL is held.
     let small = unsafe { ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &raw mut overflow) };
@@ -86,7 +89,11 @@ fn push_exact_int(writer: &mut ArrayWriter, value: &Bound<'_, PyAny>) -> PyResul
 }
 
 /// Appends one sequence item to `writer`, converting it as `operator.index` does.
-fn push_item(writer: &mut ArrayWriter, index: usize, item: &Bound<'_, PyAny>) -> PyResult<()> {
+fn push_item<O: Output>(
+    writer: &mut ArrayWriter<O>,
+    index: usize,
+    item: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let raw = item.as_ptr();
     // SAFETY: `raw` is a live object and the GIL is held for both checks.
     if unsafe { ffi::PyLong_CheckExact(raw) } != 0 {
@@ -152,7 +159,7 @@ impl PendingInts {
         self.count == PENDING
     }
 
-    fn flush(&mut self, writer: &mut ArrayWriter) -> PyResult<()> {
+    fn flush<O: Output>(&mut self, writer: &mut ArrayWriter<O>) -> PyResult<()> {
         writer
             .extend_i64(&self.values[..self.count])
             .map_err(to_py_error)?;
@@ -161,10 +168,44 @@ impl PendingInts {
     }
 }
 
-/// Encodes an exact list or tuple. The size of a list is read again after any call
-/// that can run Python code, so a list changed by an item's `__index__` behaves as
-/// under Python's list iterator. Tuples cannot change.
-fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Vec<u8>> {
+/// Encodes an exact list or tuple, straight into a bytes object where that is
+/// possible, so that the output is not copied and no second copy of it exists.
+fn encode_list_or_tuple<'py>(tokens: &Bound<'py, PyAny>, is_list: bool) -> PyResult<Encoded<'py>> {
+    let py = tokens.py();
+    // SAFETY: the GIL is held and `tokens` is an exact list or tuple.
+    let size = unsafe {
+        if is_list {
+            ffi::PyList_Size(tokens.as_ptr())
+        } else {
+            ffi::PyTuple_Size(tokens.as_ptr())
+        }
+    };
+    #[cfg(unix)]
+    if object_layout::layout().is_some() {
+        // Room for 7 digits and a comma per item (every token ID in use is below
+        // 10^7), the brackets and the store slack: no growth for token IDs.
+        let capacity = (size.max(0) as usize)
+            .checked_mul(8)
+            .and_then(|bytes| bytes.checked_add(2 + encode::STORE_SLACK));
+        if let Some(out) = capacity.and_then(|capacity| BytesOutput::with_capacity(py, capacity)) {
+            let writer = ArrayWriter::new_in(out).map_err(to_py_error)?;
+            let out = fill_from_list_or_tuple(tokens, is_list, writer)?;
+            return out.into_bytes(py).map(Encoded::Bytes);
+        }
+    }
+    let writer = ArrayWriter::with_capacity(size.max(0) as usize);
+    fill_from_list_or_tuple(tokens, is_list, writer).map(Encoded::Owned)
+}
+
+/// Writes the items of an exact list or tuple into `writer` and closes the array.
+/// The size of a list is read again after any call that can run Python code, so a
+/// list changed by an item's `__index__` behaves as under Python's list iterator.
+/// Tuples cannot change.
+fn fill_from_list_or_tuple<O: Output>(
+    tokens: &Bound<'_, PyAny>,
+    is_list: bool,
+    mut writer: ArrayWriter<O>,
+) -> PyResult<O> {
     let py = tokens.py();
     let raw = tokens.as_ptr();
     // SAFETY (both calls): `raw` is an exact list or tuple and the GIL is held.
@@ -182,10 +223,40 @@ fn encode_list_or_tuple(tokens: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
 
     let mut size = read_size();
     let mut items = read_items();
-    let mut writer = ArrayWriter::with_capacity(size.max(0) as usize);
     let mut pending = PendingInts::new();
     let mut index: isize = 0;
     while index < size {
+        if let (Some(items), Some(layout)) = (items, direct) {
+            // The common case in a loop of its own: exact ints of one digit, read
+            // without the API. It stops at anything else, which the code below takes.
+            loop {
+                let end = size.min(index + (PENDING - pending.count) as isize);
+                let start = index;
+                while index < end {
+                    // SAFETY: as for `item` below.
+                    let item = unsafe { *items.offset(index) };
+                    // SAFETY: `item` is live and the GIL is held; `compact_value` is
+                    // given an exact int and the layout from `layout()`.
+                    let value = unsafe {
+                        if ffi::Py_TYPE(item) != &raw mut ffi::PyLong_Type {
+                            break;
+                        }
+                        object_layout::compact_value(item, layout)
+                    };
+                    let Some(value) = value else { break };
+                    pending.values[pending.count + (index - start) as usize] = value;
+                    index += 1;
+                }
+                pending.count += (index - start) as usize;
+                if !pending.is_full() {
+                    break;
+                }
+                pending.flush(&mut writer)?;
+            }
+            if index >= size {
+                break;
+            }
+        }
         // SAFETY: `index < size` and nothing has run Python code since `size` and
         // `items` were read, so the item exists. The reference is borrowed: the
         // container keeps the item alive as long as no Python code runs.
@@ -332,6 +403,7 @@ fn parse_format(format: &str) -> Result<(bool, ByteOrder), String> {
 }
 
 /// Raw pointer to buffer memory that may cross into code running without the GIL.
+#[derive(Clone, Copy)]
 struct SendPtr(*const u8);
 
 // SAFETY: the pointer is only read, and only while the `BufferView` that keeps the
@@ -408,12 +480,28 @@ fn encode_buffer<'py>(py: Python<'py>, buffer: BufferView) -> PyResult<Option<En
     };
     #[cfg(unix)]
     if let (Some(bound), Some(_)) = (encode::max_output_len(layout), object_layout::layout()) {
-        // Only below glibc's initial mmap threshold. A larger bound is mapped afresh on
-        // every call, because the shrunk object that the previous call freed is
-        // smaller, and those page faults made 32K int32 token IDs 1.6x slower than the
-        // copying path. If the bound cannot be had, the growing path below may fit.
-        if bound <= IN_PLACE_MAX_BYTES {
-            if let Some(encoded) = encode_buffer_in_place(py, &buffer, layout, bound)? {
+        // Small outputs get a bytes object sized for the widest output, or for 7
+        // digits per element (every token ID in use is below 10^7). Room beyond
+        // glibc's mmap threshold would be mapped afresh on every call (the shrunk
+        // object the previous call freed is smaller, so the threshold never rises
+        // to it), and those page faults made 32K int32 token IDs 1.6x slower. So
+        // larger outputs are measured first and get an object of their exact size:
+        // the same size on every call, which glibc then serves without new
+        // mappings, and no second copy of the output exists at any time.
+        let estimate = layout
+            .len
+            .checked_mul(8)
+            .and_then(|bytes| bytes.checked_add(2 + encode::STORE_SLACK))
+            .filter(|&bytes| bytes <= IN_PLACE_MAX_BYTES);
+        let rooms = if bound <= IN_PLACE_MAX_BYTES {
+            [Some(Room::Widest(bound)), None]
+        } else if let Some(estimate) = estimate {
+            [Some(Room::AtMost(estimate)), Some(Room::Measured)]
+        } else {
+            [Some(Room::Measured), None]
+        };
+        for room in rooms.into_iter().flatten() {
+            if let Some(encoded) = encode_buffer_in_place(py, &buffer, layout, room)? {
                 return Ok(Some(encoded));
             }
         }
@@ -456,39 +544,183 @@ struct SendMutPtr(*mut u8);
 #[cfg(unix)]
 unsafe impl Send for SendMutPtr {}
 
-/// Encodes a buffer straight into a bytes object sized for the widest output, then
-/// shrinks it in place. The pages past the real output are never written, so the
-/// peak memory stays near the output size and nothing is copied. Returns `None` if
-/// the bytes object cannot be allocated.
+/// Output that is a Python bytes object from the start, grown and finally shrunk in
+/// place. Every method needs the GIL, which the list path holds throughout.
+#[cfg(unix)]
+struct BytesOutput {
+    /// Owned reference; null only after a failed resize, which freed the object.
+    object: *mut ffi::PyObject,
+    len: usize,
+    capacity: usize,
+}
+
+#[cfg(unix)]
+impl BytesOutput {
+    /// Returns an empty output with room for `capacity` bytes, or `None` if the
+    /// object cannot be allocated (the caller then uses a vector, which reports its
+    /// own error).
+    fn with_capacity(py: Python<'_>, capacity: usize) -> Option<Self> {
+        let size = ffi::Py_ssize_t::try_from(capacity).ok()?;
+        // SAFETY: a null source requests an uninitialized object of `size` bytes.
+        let object = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+        if object.is_null() {
+            drop(PyErr::take(py));
+            return None;
+        }
+        Some(Self {
+            object,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Resizes the object to `size` bytes.
+    fn resize(&mut self, size: usize) -> Result<(), EncodeError> {
+        let out_of_memory = EncodeError::OutOfMemory { bytes: size };
+        let Ok(new_size) = ffi::Py_ssize_t::try_from(size) else {
+            return Err(out_of_memory);
+        };
+        if self.object.is_null() {
+            return Err(out_of_memory);
+        }
+        // SAFETY: `object` is the only reference to a bytes object, as the function
+        // requires. On failure it frees the object, sets the pointer to null and sets
+        // a Python error, which the caller reports as its own MemoryError instead.
+        if unsafe { _PyBytes_Resize(&raw mut self.object, new_size) } != 0 {
+            // SAFETY: the GIL is held.
+            drop(PyErr::take(unsafe { Python::assume_attached() }));
+            return Err(out_of_memory);
+        }
+        self.capacity = size;
+        Ok(())
+    }
+
+    /// Shrinks the object to the bytes written and returns it.
+    fn into_bytes(mut self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        self.resize(self.len).map_err(to_py_error)?;
+        let object = std::mem::replace(&mut self.object, std::ptr::null_mut());
+        // SAFETY: `object` is the owned reference to the resized bytes object.
+        Ok(unsafe { Bound::from_owned_ptr(py, object) })
+    }
+}
+
+// SAFETY: `reserve` resizes the object so that its data has `len + additional` bytes,
+// and only `reserve` and `into_bytes` move the data.
+#[cfg(unix)]
+unsafe impl Output for BytesOutput {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn spare(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    fn reserve(&mut self, additional: usize) -> Result<(), EncodeError> {
+        if additional <= self.spare() {
+            return Ok(());
+        }
+        let needed = self
+            .len
+            .checked_add(additional)
+            .ok_or(EncodeError::OutOfMemory { bytes: usize::MAX })?;
+        self.resize(needed.max(self.capacity.saturating_mul(2)))
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: `object` is a live bytes object (a failed `reserve` returned an
+        // error before any write could ask for the pointer).
+        unsafe { ffi::PyBytes_AsString(self.object).cast::<u8>() }
+    }
+
+    unsafe fn set_len(&mut self, len: usize) {
+        self.len = len;
+    }
+}
+
+#[cfg(unix)]
+impl Drop for BytesOutput {
+    fn drop(&mut self) {
+        if !self.object.is_null() {
+            // SAFETY: the owned reference, released with the GIL held.
+            unsafe { ffi::Py_DECREF(self.object) };
+        }
+    }
+}
+
+/// How much room `encode_buffer_in_place` gives the output.
+#[cfg(unix)]
+#[derive(Clone, Copy)]
+enum Room {
+    /// This many bytes, enough for the widest output (`max_output_len`).
+    Widest(usize),
+    /// This many bytes, which the output may not fit.
+    AtMost(usize),
+    /// The exact length of the output, measured in a first pass, plus the store slack.
+    Measured,
+}
+
+/// Encodes a buffer straight into a bytes object, then shrinks that in place, so
+/// nothing is copied and the peak memory stays near the output size. Returns `None`
+/// if the object cannot be allocated or the output does not fit the room (with
+/// `Room::Measured`, only if other threads changed the values between the passes).
 #[cfg(unix)]
 fn encode_buffer_in_place<'py>(
     py: Python<'py>,
     buffer: &BufferView,
     layout: Layout,
-    bound: usize,
+    room: Room,
 ) -> PyResult<Option<Encoded<'py>>> {
-    // SAFETY: a null source requests an uninitialized object of `bound` bytes, and
-    // `bound` fits in an isize (checked by `max_output_len`).
+    let base = SendPtr(buffer.view.buf.cast::<u8>().cast_const());
+    let capacity = match room {
+        Room::Widest(bytes) | Room::AtMost(bytes) => bytes,
+        // SAFETY: as in `encode_buffer` for the input, whose view the caller keeps
+        // alive.
+        Room::Measured => match py
+            .detach(move || {
+                let base = base;
+                unsafe { encode::output_len(base.0, layout) }
+            })
+            .checked_add(encode::STORE_SLACK)
+        {
+            Some(capacity) if isize::try_from(capacity).is_ok() => capacity,
+            _ => return Ok(None),
+        },
+    };
+    // SAFETY: a null source requests an uninitialized object of `capacity` bytes,
+    // and `capacity` fits in an isize (checked by `max_output_len`, by the caller's
+    // limit or above).
     let bytes =
-        unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), bound as ffi::Py_ssize_t) };
+        unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), capacity as ffi::Py_ssize_t) };
     if bytes.is_null() {
         // Only MemoryError can happen here, and the caller's fallback reports its own.
         drop(PyErr::take(py));
         return Ok(None);
     }
-    // SAFETY: `bytes` is a new bytes object whose data has `bound` writable bytes.
+    // SAFETY: `bytes` is a new bytes object whose data has `capacity` writable bytes.
     let out = SendMutPtr(unsafe { ffi::PyBytes_AsString(bytes) }.cast::<u8>());
-    let base = SendPtr(buffer.view.buf.cast::<u8>().cast_const());
-    // SAFETY: as in `encode_buffer` for the input, whose view the caller keeps alive.
-    // The output has the room that `encode_raw_into` needs, whatever values other
-    // threads write meanwhile.
+    // SAFETY: as in `encode_buffer` for the input. `Room::Widest` is the room that
+    // `encode_raw_into` needs whatever values other threads write meanwhile; with
+    // any other, `encode_raw_into_bounded` checks the room as it goes.
     let written = py.detach(move || {
         let (base, out) = (base, out);
-        unsafe { encode::encode_raw_into(base.0, layout, out.0) }
+        unsafe {
+            match room {
+                Room::Widest(_) => Some(encode::encode_raw_into(base.0, layout, out.0)),
+                Room::AtMost(_) | Room::Measured => {
+                    encode::encode_raw_into_bounded(base.0, layout, out.0, capacity)
+                }
+            }
+        }
     });
+    let Some(written) = written else {
+        // SAFETY: `bytes` is the new reference this function owns.
+        unsafe { ffi::Py_DECREF(bytes) };
+        return Ok(None);
+    };
     let mut resized = bytes;
     // SAFETY: `resized` is the only reference to a bytes object, as the function
-    // requires, and `written <= bound`. On failure it frees the object, sets the
+    // requires, and `written <= capacity`. On failure it frees the object, sets the
     // pointer to null and sets a Python error.
     if unsafe { _PyBytes_Resize(&raw mut resized, written as ffi::Py_ssize_t) } != 0 {
         return Err(PyErr::fetch(py));
@@ -557,10 +789,10 @@ fn encode_any<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Enco
     // SAFETY: the GIL is held and `raw` is live for the type checks below.
     unsafe {
         if ffi::PyList_CheckExact(raw) != 0 {
-            return encode_list_or_tuple(tokens, true).map(Encoded::Owned);
+            return encode_list_or_tuple(tokens, true);
         }
         if ffi::PyTuple_CheckExact(raw) != 0 {
-            return encode_list_or_tuple(tokens, false).map(Encoded::Owned);
+            return encode_list_or_tuple(tokens, false);
         }
         if ffi::PyRange_Check(raw) != 0 {
             if let Some(encoded) = encode_range(py, tokens)? {

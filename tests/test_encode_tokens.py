@@ -100,6 +100,21 @@ def test_numpy_dtypes_and_byte_orders(dtype: str, order: str) -> None:
     assert encode_tokens(tokens) == reference(values)
 
 
+@pytest.mark.parametrize("dtype", ["<i4", ">i4", "<i8", "<u8"])
+@pytest.mark.parametrize("size", [100, 8_000, 16_000, 40_000, 300_000])
+@pytest.mark.parametrize("largest", [151_936, 10_000_000, 2**31 - 1])
+def test_buffer_sizes_across_output_strategies(dtype: str, size: int, largest: int) -> None:
+    # Sizes on both sides of the limits that decide where the output is written:
+    # room for the widest form, room for 7 digits per token, or a measured length.
+    # IDs of 8 digits do not fit the 7-digit room and must take the measured one.
+    generator = np.random.default_rng(size + largest)
+    tokens = generator.integers(0, largest, size, dtype=np.int64)
+    tokens[-1] = largest - 1
+    array_ = tokens.astype(dtype)
+    assert encode_tokens(array_) == reference(tokens.tolist())
+    assert encode_tokens(array_[::-1]) == reference(tokens[::-1].tolist())
+
+
 def test_numpy_strided_reversed_and_broadcast() -> None:
     base = np.arange(-500, 500, dtype=np.int64) * 1_000_003
     views: list[np.ndarray] = [

@@ -227,7 +227,7 @@ unsafe fn write_items<V: Digits>(
                     rest = remaining;
                 }
             }
-            // The group a vector path stopped at (it holds a value too wide for it), or
+            // The group a vector path stopped at (it contains a value too wide for it), or
             // the tail; then the vector paths get another chance.
             let (group, after) = rest.split_at(rest.len().min(8));
             for &value in group {
@@ -299,7 +299,7 @@ mod avx512 {
         let odd = _mm512_or_si512(values, _mm512_set1_epi64(1));
         let bits = _mm512_sub_epi64(_mm512_set1_epi64(64), _mm512_lzcnt_epi64(odd));
         let guess = _mm512_srli_epi64::<12>(_mm512_mullo_epi32(bits, _mm512_set1_epi64(1233)));
-        // SAFETY: the table holds eight u64 values, the 64 bytes the load reads.
+        // SAFETY: the table has at least eight u64 values, the 64 bytes the load reads.
         let powers = unsafe { _mm512_loadu_si512(POWERS_OF_TEN.as_ptr().cast()) };
         let next_power = _mm512_permutexvar_epi64(guess, powers);
         let reached = _mm512_cmpge_epu64_mask(odd, next_power);
@@ -1219,7 +1219,8 @@ unsafe fn write_elements_bounded<T: Element>(
             // Cheap check first: room for every item at its widest. Near the end of
             // an exactly sized output only the real length fits.
             let room = capacity - position - 1 - STORE_SLACK;
-            if count * MAX_ITEM_BYTES > room && items_len(values) > room {
+            // The first block has no comma before its first item.
+            if count * MAX_ITEM_BYTES > room && items_len(values) - usize::from(first == 0) > room {
                 return None;
             }
             position = T::Wide::write(values, out, position, first > 0);

@@ -509,6 +509,10 @@ fn exact_length_and_exactly_sized_output() {
         }
     }
     layouts.push((ElementType::U32, ByteOrder::Little, Vec::new()));
+    // One block only, found by the fuzz target: the room must not count a comma
+    // before the first item.
+    layouts.push((ElementType::I8, ByteOrder::Little, vec![0; 226]));
+    layouts.push((ElementType::U64, ByteOrder::Big, vec![7]));
     for (element, order, values) in layouts {
         let memory = bytes_of(&values, element, order);
         let size = element.size() as isize;

@@ -66,6 +66,10 @@ def test_soak_keeps_memory_flat() -> None:
         array.array("H", generator.integers(0, 65_535, 300).tolist()),
         range(1000, 1300),
         [2**70, -(2**70), True],
+        # Larger outputs, which take the other output paths: a measured buffer and a
+        # list written straight into its bytes object.
+        generator.integers(0, 151_936, 40_000),
+        generator.integers(0, 151_936, 20_000).tolist(),
     ]
     bad_inputs: list[object] = [[1, 2.5], np.zeros((2, 2), dtype=np.int32), "abc"]
 

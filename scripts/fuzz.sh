@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Fuzz the Rust encoder for SECONDS seconds (default 60) with cargo-fuzz, which is
+# installed first if missing.
+#
+# It runs without a sanitizer ("--sanitizer none"), because AddressSanitizer needs a
+# nightly toolchain; the target itself checks every output against a reference and
+# fills the room past each bounded write with guard bytes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+mkdir -p fuzz/corpus/encode
+cargo fuzz run --sanitizer none -O encode -- \
+    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1

@@ -5,7 +5,10 @@
 //! feature, which maturin turns on when it builds the extension module.
 
 pub mod encode;
+pub mod json_text;
 
+#[cfg(feature = "python")]
+mod document;
 #[cfg(feature = "python")]
 mod object_layout;
 #[cfg(feature = "python")]

@@ -11,7 +11,7 @@ use pyo3::exceptions::{
 };
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::encode::{self, ArrayWriter, ByteOrder, ElementType, EncodeError, Layout, Output};
 use crate::object_layout;
@@ -914,11 +914,26 @@ fn _list_reader() -> &'static str {
     }
 }
 
+/// Return the compact JSON body of `data` as `json.dumps(data, ensure_ascii=False,
+/// separators=(",", ":"), allow_nan=False).encode()` writes it, with `fragments[i]`
+/// in place of the string `placeholder_prefix + str(i)`; or None where only the
+/// `json` module's own path gives the right output or error.
+#[pyfunction]
+fn dumps_document<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    placeholder_prefix: &str,
+    fragments: &Bound<'py, PyList>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    without_panics(|| crate::document::dumps(py, data, placeholder_prefix, fragments))
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(encode_tokens, module)?)?;
     module.add_function(wrap_pyfunction!(tokens_to_list, module)?)?;
     module.add_function(wrap_pyfunction!(_list_reader, module)?)?;
+    module.add_function(wrap_pyfunction!(dumps_document, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     object_layout::init(module.py())?;
     Ok(())

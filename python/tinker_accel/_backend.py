@@ -16,6 +16,7 @@ from typing import Any
 encode_tokens: Callable[[Any], bytes]
 tokens_to_list: Callable[[Any], list[int]]
 list_reader: Callable[[], str]
+dumps_document: Callable[[Any, str, list[bytes]], bytes | None]
 
 if os.environ.get("TINKER_ACCEL_BACKEND", "").strip().lower() == "python":
     _native_error: ImportError | None = ImportError("TINKER_ACCEL_BACKEND=python is set")
@@ -33,6 +34,7 @@ if _native_error is None:
     encode_tokens = _native.encode_tokens
     tokens_to_list = _native.tokens_to_list
     list_reader = _native._list_reader
+    dumps_document = _native.dumps_document
 else:
     from tinker_accel import _fallback
 
@@ -44,6 +46,7 @@ else:
     encode_tokens = _fallback.encode_tokens
     tokens_to_list = _fallback.tokens_to_list
     list_reader = _fallback._list_reader
+    dumps_document = _fallback.dumps_document
     if "TINKER_ACCEL_BACKEND" not in os.environ:
         _message = (
             "tinker-accel: the native module could not be loaded "

@@ -210,3 +210,9 @@ def tokens_to_list(tokens: Any) -> list[int]:
 
 def _list_reader() -> str:
     return "python"
+
+
+def dumps_document(data: Any, placeholder_prefix: str, fragments: list[bytes]) -> bytes | None:
+    """Return None: without the native module, request bodies take the ``json`` path."""
+    del data, placeholder_prefix, fragments
+    return None

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, core_schema
 
-from tinker_accel._backend import encode_tokens, tokens_to_list
+from tinker_accel._backend import dumps_document, encode_tokens, tokens_to_list
 
 # Context keys under which `dumps_model` collects the encoded arrays of TokenIds fields
 # and the first encoder error. pydantic wraps an error raised inside a serializer and,
@@ -186,6 +186,9 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
             # The encoder's own TypeError or ValueError, which names the index and the type.
             raise errors[0] from None
         raise
+    body = dumps_document(data, _PLACEHOLDER_PREFIX, fragments)
+    if body is not None:
+        return body
     head = _compact_json(data)
     if not fragments:
         return head

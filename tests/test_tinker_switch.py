@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -378,3 +379,53 @@ def test_startup_hook_enables_without_code() -> None:
     environment["TINKER_ACCEL"] = "1"
     assert run_python(code, environment) == "True"
     assert run_python(check, environment) == "True"
+
+
+@pytest.mark.parametrize(
+    ("package", "found", "message"),
+    [
+        ("tinker", "0.9.0", "tinker 0.9.0 is outside the tested range (>= 0.10.0, < 0.39.0)"),
+        ("tinker", "0.39.0", "tinker 0.39.0 is outside the tested range (>= 0.10.0, < 0.39.0)"),
+        ("tinker", "unknown", "tinker unknown is outside the tested range"),
+        ("pydantic", "2.6.4", "pydantic 2.6.4 is outside the tested range (>= 2.7.0, < 3.0.0)"),
+    ],
+)
+def test_untested_versions_leave_tinker_unchanged(
+    monkeypatch: pytest.MonkeyPatch, package: str, found: str, message: str
+) -> None:
+    import pydantic
+
+    from tinker_accel import _tinker
+
+    monkeypatch.delenv("TINKER_ACCEL_ALLOW_UNTESTED", raising=False)
+    if package == "tinker":
+        monkeypatch.setattr(_tinker, "_tinker_version", lambda: found)
+    else:
+        monkeypatch.setattr(pydantic, "VERSION", found)
+    annotation = types.EncodedTextChunk.model_fields["tokens"].annotation
+    with pytest.warns(RuntimeWarning, match=re.escape(message)):
+        tinker_accel.enable()
+    assert not tinker_accel.is_enabled()
+    assert message in tinker_accel.status()["problem"]
+    assert "TINKER_ACCEL_ALLOW_UNTESTED=1" in tinker_accel.status()["problem"]
+    assert types.EncodedTextChunk.model_fields["tokens"].annotation is annotation
+
+
+def test_untested_version_allowed_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinker_accel import _tinker
+
+    monkeypatch.setenv("TINKER_ACCEL_ALLOW_UNTESTED", "1")
+    monkeypatch.setattr(_tinker, "_tinker_version", lambda: "0.39.0")
+    tinker_accel.enable()
+    assert tinker_accel.is_enabled()
+    assert tinker_accel.status()["problem"] is None
+
+
+def test_status_names_the_resources_with_pre_encoded_bodies(accelerated: None) -> None:
+    import tinker.resources.training as training
+
+    status = tinker_accel.status()
+    assert status["pre_encoded_bodies"]
+    assert status["pre_encoded_resources"] == ["sampling", "training"]
+    hook = vars(training)["model_dump"]
+    assert hook.__wrapped__ is not None

@@ -41,8 +41,8 @@ class _State:
     fields: list[_FieldPatch] = field(default_factory=list)
     reprs: list[tuple[type[BaseModel], Any]] = field(default_factory=list)
     rebuilt: list[type[BaseModel]] = field(default_factory=list)
-    sampling_module: Any = None
-    sampling_model_dump: Any = None
+    # Resource modules whose `model_dump` was replaced, each with its original.
+    body_hooks: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 _state: _State | None = None
@@ -194,18 +194,24 @@ def _rebuild(models: list[type[BaseModel]]) -> None:
         model.model_rebuild(force=True)
 
 
-def _accelerated_model_dump(model: BaseModel, **options: Any) -> Any:
-    if options.get("mode") != "json":
-        assert _state is not None
-        return _state.sampling_model_dump(model, **options)
-    options.pop("mode")
-    # Only the options that tinker passes and pydantic's model_dump takes go through.
-    dump_options = {
-        key: options[key]
-        for key in ("exclude", "exclude_unset", "exclude_defaults", "exclude_none", "warnings")
-        if key in options
-    }
-    return dumps_model(model, **dump_options)
+def _body_hook(original: Any) -> Any:
+    """Return a stand-in for a resource module's ``model_dump`` that returns the JSON
+    body as bytes, which tinker's client sends as they are."""
+
+    def accelerated_model_dump(model: BaseModel, **options: Any) -> Any:
+        if options.get("mode") != "json":
+            return original(model, **options)
+        options.pop("mode")
+        # Only the options that tinker passes and pydantic's model_dump takes go through.
+        dump_options = {
+            key: options[key]
+            for key in ("exclude", "exclude_unset", "exclude_defaults", "exclude_none", "warnings")
+            if key in options
+        }
+        return dumps_model(model, **dump_options)
+
+    accelerated_model_dump.__wrapped__ = original  # type: ignore[attr-defined]
+    return accelerated_model_dump
 
 
 def _httpx_version() -> str:
@@ -227,15 +233,57 @@ def is_enabled() -> bool:
     return _state is not None
 
 
-def _patch_points() -> tuple[Any, Any, list[str]]:
+# The tinker and pydantic releases that scripts/matrix.py has run this version with.
+# The upper tinker bound is exclusive, so patch releases of the newest line pass.
+SUPPORTED_TINKER = ((0, 10, 0), (0, 39, 0))
+SUPPORTED_PYDANTIC = ((2, 7, 0), (3, 0, 0))
+# Resource modules that build JSON bodies with a module-level `model_dump`: sampling
+# in every release, training (forward, forward_backward, optim_step) up to 0.24.
+_BODY_MODULES = ("tinker.resources.sampling", "tinker.resources.training")
+
+
+def _version_tuple(version: str) -> tuple[int, int, int] | None:
+    parts = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if parts is None:
+        return None
+    major, minor, patch = parts.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def _format_range(bounds: tuple[tuple[int, int, int], tuple[int, int, int]]) -> str:
+    low, high = bounds
+    return f">= {'.'.join(map(str, low))}, < {'.'.join(map(str, high))}"
+
+
+def _version_problems() -> list[str]:
+    """Return why the installed tinker or pydantic is outside the tested range."""
+    import pydantic
+
+    if os.environ.get("TINKER_ACCEL_ALLOW_UNTESTED", "").strip().lower() in {"1", "true", "yes"}:
+        return []
+    problems = []
+    for name, found, bounds in (
+        ("tinker", _tinker_version(), SUPPORTED_TINKER),
+        ("pydantic", pydantic.VERSION, SUPPORTED_PYDANTIC),
+    ):
+        version = _version_tuple(found)
+        if version is None or not bounds[0] <= version < bounds[1]:
+            problems.append(
+                f"{name} {found} is outside the tested range ({_format_range(bounds)}); "
+                "set TINKER_ACCEL_ALLOW_UNTESTED=1 to try it anyway"
+            )
+    return problems
+
+
+def _patch_points() -> tuple[Any, list[Any], list[str]]:
     """Find what ``enable()`` changes in the installed tinker.
 
-    Returns tinker's types module, the sampling resource module (None when its body
-    hook is missing) and a list of problems that rule the accelerator out.
+    Returns tinker's types module, the resource modules whose JSON bodies can be
+    pre-encoded, and a list of problems that rule the accelerator out.
     """
     from tinker import types
 
-    problems = []
+    problems = _version_problems()
     chunk_class = getattr(types, "EncodedTextChunk", None)
     model_input = getattr(types, "ModelInput", None)
     if not (isinstance(chunk_class, type) and issubclass(chunk_class, BaseModel)):
@@ -250,14 +298,15 @@ def _patch_points() -> tuple[Any, Any, list[str]]:
         _chunk_types()
     except (ImportError, IndexError, TypeError) as error:
         problems.append(f"the chunk union tinker.types.model_input_chunk is not readable: {error}")
-    sampling: Any
-    try:
-        sampling = importlib.import_module("tinker.resources.sampling")
-    except ImportError:
-        sampling = None
-    if sampling is not None and not callable(getattr(sampling, "model_dump", None)):
-        sampling = None
-    return types, sampling, problems
+    body_modules = []
+    for name in _BODY_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if callable(getattr(module, "model_dump", None)):
+            body_modules.append(module)
+    return types, body_modules, problems
 
 
 def forced_off() -> bool:
@@ -278,7 +327,8 @@ def enable() -> None:
 
     Puts the encoder on ``EncodedTextChunk.tokens`` and rebuilds every tinker model
     that contains it, gives chunks a repr that shows the token count, and makes the
-    sampling client send pre-encoded request bodies. Calling it again does nothing.
+    sampling client (and the training client of tinker releases that send training
+    requests as JSON) send pre-encoded request bodies. Calling it again does nothing.
 
     With ``TINKER_ACCEL`` set to 0, false, no or off it does nothing, so that a user
     can turn the accelerator off without editing code that calls it. On a tinker
@@ -294,7 +344,7 @@ def enable() -> None:
             _last_problem = "TINKER_ACCEL is set to turn the accelerator off"
             logger.info("tinker-accel not enabled: %s", _last_problem)
             return
-        types, sampling, problems = _patch_points()
+        types, body_modules, problems = _patch_points()
         if problems:
             _last_problem = f"tinker {_tinker_version()}: " + "; ".join(problems)
             warnings.warn(
@@ -306,7 +356,7 @@ def enable() -> None:
 
         state = _State()
         try:
-            _apply(state, types, sampling)
+            _apply(state, types, body_modules)
         except Exception as error:
             # Undo what was changed, so that a failure leaves stock tinker working.
             _undo(state)
@@ -322,7 +372,7 @@ def enable() -> None:
         logger.info("tinker-accel enabled: %d tinker models rebuilt", len(state.rebuilt))
 
 
-def _apply(state: _State, types: Any, sampling: Any) -> None:
+def _apply(state: _State, types: Any, body_modules: list[Any]) -> None:
     """Make the changes of ``enable()``, recording each in ``state`` as it is made."""
     chunk_class = types.EncodedTextChunk
     model_input = types.ModelInput
@@ -341,15 +391,16 @@ def _apply(state: _State, types: Any, sampling: Any) -> None:
     state.rebuilt = [chunk_class, model_input, *_dependent_models([chunk_class, model_input])]
     _rebuild(state.rebuilt)
 
-    if sampling is None:
-        logger.info("tinker-accel: no sampling body hook in this tinker; bodies stay with httpx")
+    if not body_modules:
+        logger.info("tinker-accel: no body hook in this tinker; bodies stay with httpx")
     elif _httpx_sends_compact_json():
-        state.sampling_module = sampling
-        state.sampling_model_dump = getattr(sampling, "model_dump")  # noqa: B009
-        setattr(sampling, "model_dump", _accelerated_model_dump)  # noqa: B010
+        for module in body_modules:
+            original = getattr(module, "model_dump")  # noqa: B009
+            state.body_hooks.append((module, original))
+            setattr(module, "model_dump", _body_hook(original))  # noqa: B010
     else:
         logger.info(
-            "tinker-accel: httpx %s writes JSON bodies with spaces, so sampling bodies "
+            "tinker-accel: httpx %s writes JSON bodies with spaces, so request bodies "
             "stay with httpx; upgrade to httpx >= 0.28 for pre-encoded bodies",
             _httpx_version(),
         )
@@ -365,6 +416,8 @@ def status() -> dict[str, Any]:
     - ``tinker_version`` and ``pydantic_version``.
     - ``token_serializer``: whether the encoder is on ``EncodedTextChunk.tokens``.
     - ``pre_encoded_bodies``: whether the sampling client sends pre-encoded bytes.
+    - ``pre_encoded_resources``: the tinker resource modules that send pre-encoded
+      bytes, such as ``["sampling", "training"]``.
     - ``list_reader``: "direct", "api" or "python", how list items are read.
     - ``problem``: why the last ``enable()`` changed nothing, or None.
     """
@@ -373,13 +426,17 @@ def status() -> dict[str, Any]:
     from tinker_accel import _backend
 
     state = _state
+    hooked = [module for module, _ in state.body_hooks] if state is not None else []
     return {
         "backend": _backend.BACKEND,
         "enabled": state is not None,
         "tinker_version": _tinker_version(),
         "pydantic_version": pydantic.VERSION,
         "token_serializer": state is not None and bool(state.fields),
-        "pre_encoded_bodies": state is not None and state.sampling_module is not None,
+        "pre_encoded_bodies": any(
+            module.__name__ == "tinker.resources.sampling" for module in hooked
+        ),
+        "pre_encoded_resources": [module.__name__.rsplit(".", 1)[-1] for module in hooked],
         "list_reader": _backend.list_reader(),
         "problem": _last_problem,
     }
@@ -399,8 +456,8 @@ def disable() -> None:
 
 def _undo(state: _State) -> None:
     """Reverse every change recorded in ``state``."""
-    if state.sampling_module is not None:
-        setattr(state.sampling_module, "model_dump", state.sampling_model_dump)  # noqa: B010
+    for module, original in reversed(state.body_hooks):
+        setattr(module, "model_dump", original)  # noqa: B010
     for model, repr_args in state.reprs:
         if repr_args is _MISSING:
             del model.__repr_args__

@@ -24,7 +24,7 @@ struct Unsupported;
 
 struct Document<'a> {
     head: Vec<u8>,
-    /// Where each fragment goes: its position in `head`.
+    /// Position in `head` of each fragment, in order.
     cuts: Vec<usize>,
     placeholder_prefix: &'a [u8],
     fragments: usize,
@@ -192,17 +192,17 @@ pub(crate) fn dumps<'py>(
     // One copy of each piece into a bytes object of the exact size.
     let body = PyBytes::new_with(py, total, |out| {
         let mut position = 0;
-        let mut taken = 0;
+        let mut copied_until = 0;
         for (piece, &cut) in pieces.iter().zip(&document.cuts) {
-            let head = &document.head[taken..cut];
+            let head = &document.head[copied_until..cut];
             out[position..position + head.len()].copy_from_slice(head);
             position += head.len();
             let bytes = piece.as_bytes();
             out[position..position + bytes.len()].copy_from_slice(bytes);
             position += bytes.len();
-            taken = cut;
+            copied_until = cut;
         }
-        out[position..].copy_from_slice(&document.head[taken..]);
+        out[position..].copy_from_slice(&document.head[copied_until..]);
         Ok(())
     })?;
     Ok(Some(body))

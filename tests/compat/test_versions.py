@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import random
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,6 +140,9 @@ def test_switch_turns_on_for_this_release() -> None:
     assert status["enabled"], status["problem"]
     assert status["token_serializer"]
     assert status["problem"] is None
+    # Every release has the sampling hook; releases up to 0.24 have the training one.
+    assert "sampling" in status["pre_encoded_resources"]
+    _record("pre-encoded resources: " + ", ".join(status["pre_encoded_resources"]))
 
 
 def test_sample_body_is_unchanged(server: tuple[str, list[Any]]) -> None:
@@ -214,13 +218,13 @@ def test_training_body_is_unchanged(server: tuple[str, list[Any]], method: str) 
 
 
 def test_protobuf_forward_backward_is_unchanged(server: tuple[str, list[Any]]) -> None:
-    fields = getattr(types, "ClientConfigResponse", None)
-    config_fields = fields.model_fields if fields is not None else {}
     base_url, received = server
     training = _client(base_url).training
-    always_protobuf = not hasattr(training, "forward")
-    if not always_protobuf and "proto_write_fwdbwd" not in config_fields:
-        pytest.skip("this release sends forward_backward as JSON only")
+    # From 0.22.3 the training resource itself sends protobuf (from 0.25 always). In
+    # 0.19 to 0.22.2 only the high-level TrainingClient does, past the resource.
+    resource_source = inspect.getsource(sys.modules[type(training).__module__])
+    if "SerializeToString" not in resource_source:
+        pytest.skip("this release's training resource sends JSON only")
     request = types.ForwardBackwardRequest(
         forward_backward_input=_training_input(), model_id="m", seq_id=1
     )

@@ -1,4 +1,4 @@
-"""Fast request bodies for the tinker SDK: token ID arrays encoded to JSON in Rust.
+"""Fast request bodies for the tinker SDK: token ID and float arrays encoded to JSON in Rust.
 
 Set the environment variable ``TINKER_ACCEL=1`` to switch the accelerator on when
 this package is imported, or call :func:`enable`.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from tinker_accel._backend import __version__, encode_tokens
+from tinker_accel._backend import __version__, encode_floats, encode_tokens
 from tinker_accel._serialize import TokenIds, dumps_model, stock_dumps, token_fragment
 from tinker_accel._tinker import disable, enable, is_enabled, request_body, status
 
@@ -19,6 +19,7 @@ __all__ = [
     "disable",
     "dumps_model",
     "enable",
+    "encode_floats",
     "encode_tokens",
     "is_enabled",
     "request_body",

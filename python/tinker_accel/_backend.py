@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import Any
 
 encode_tokens: Callable[[Any], bytes]
+encode_floats: Callable[[Any], bytes]
 tokens_to_list: Callable[[Any], list[int]]
 list_reader: Callable[[], str]
 dumps_document: Callable[[Any, str, list[bytes]], bytes | None]
@@ -32,6 +33,7 @@ if _native_error is None:
     BACKEND = "rust"
     __version__: str = _native.__version__
     encode_tokens = _native.encode_tokens
+    encode_floats = _native.encode_floats
     tokens_to_list = _native.tokens_to_list
     list_reader = _native._list_reader
     dumps_document = _native.dumps_document
@@ -44,6 +46,7 @@ else:
     except metadata.PackageNotFoundError:
         __version__ = "unknown"
     encode_tokens = _fallback.encode_tokens
+    encode_floats = _fallback.encode_floats
     tokens_to_list = _fallback.tokens_to_list
     list_reader = _fallback._list_reader
     dumps_document = _fallback.dumps_document

@@ -216,3 +216,83 @@ def dumps_document(data: Any, placeholder_prefix: str, fragments: list[bytes]) -
     """Return None: without the native module, request bodies take the ``json`` path."""
     del data, placeholder_prefix, fragments
     return None
+
+
+FLOATS_ACCEPTED = (
+    "a list or tuple of floats, a sequence of real numbers, "
+    "or a 1-D buffer of float32 or float64 values"
+)
+# struct codes of the float buffer formats, by item size.
+_FLOAT_CODES = {4: "f", 8: "d"}
+
+
+def _invalid_float(index: int, item: object) -> TypeError:
+    return TypeError(
+        f"invalid value at index {index}: expected a float, got "
+        f"{type(item).__name__} {_short_repr(item)}"
+    )
+
+
+def _as_float(index: int, item: Any) -> float:
+    if type(item) is float:
+        value = item
+    elif isinstance(item, (str, bytes, bytearray)):
+        raise _invalid_float(index, item)
+    else:
+        try:
+            value = float(item)
+        except TypeError:
+            raise _invalid_float(index, item) from None
+    return value
+
+
+def _join_floats(values: Iterable[float]) -> bytes:
+    items = []
+    for index, value in enumerate(values):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(
+                f"Out of range float values are not JSON compliant: {value!r} at index {index}"
+            )
+        items.append(repr(value))
+    return ("[" + ",".join(items) + "]").encode()
+
+
+def _buffer_floats(view: memoryview) -> list[float] | None:
+    """Return the values of a 1-D float buffer, or None for a buffer of Python objects."""
+    if view.ndim != 1:
+        shape = view.shape or ()
+        shape_text = f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
+        raise ValueError(
+            f"expected a 1-D buffer of floats, got a {view.ndim}-D buffer of shape {shape_text}"
+        )
+    if view.format == "O":
+        return None
+    format_text = view.format
+    prefix, code = ("", format_text) if len(format_text) == 1 else (format_text[0], format_text[1:])
+    order = {"": "=", "@": "=", "=": "=", "<": "<", ">": ">", "!": ">"}.get(prefix)
+    if order is None or code not in ("f", "d") or _FLOAT_CODES.get(view.itemsize) != code:
+        raise TypeError(
+            f"unsupported buffer format {_quoted(format_text)}: expected float32 or float64 items"
+        )
+    return [value for (value,) in struct.iter_unpack(order + code, view.tobytes())]
+
+
+def encode_floats(values: Any) -> bytes:
+    """Encode floats as a compact JSON array, as the native encoder does."""
+    if isinstance(values, str):
+        raise TypeError(f"expected {FLOATS_ACCEPTED}, got {type(values).__name__}")
+    kind = type(values)
+    if kind is list or kind is tuple:
+        return _join_floats(_as_float(index, item) for index, item in enumerate(values))
+    view = _buffer_view(values)
+    if view is None and hasattr(values, "__array__"):
+        values = values.__array__()
+        view = _buffer_view(values)
+    if view is not None:
+        with view:
+            floats = _buffer_floats(view)
+        if floats is not None:
+            return _join_floats(floats)
+    if view is not None or _is_sequence(values):
+        return _join_floats(_as_float(index, item) for index, item in enumerate(values))
+    raise TypeError(f"expected {FLOATS_ACCEPTED}, got {type(values).__name__}")

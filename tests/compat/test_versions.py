@@ -213,7 +213,7 @@ def test_training_body_is_unchanged(server: tuple[str, list[Any]], method: str) 
     (_, stock_type, stock), (_, content_type, body) = _both_ways(send, received)
     assert content_type == stock_type
     assert body == stock
-    transport = "JSON" if content_type.startswith("application/json") else content_type
+    transport = "JSON" if content_type.startswith("application/json") else "protobuf"
     _record(f"{method} ({transport})")
 
 

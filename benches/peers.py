@@ -47,15 +47,16 @@ import ujson
 from pydantic import BaseModel
 
 import tinker_accel
-from tinker_accel import TokenIds, encode_tokens, request_body, stock_dumps
+from tinker_accel import TokenIds, encode_floats, encode_tokens, request_body, stock_dumps
 from tinker_accel._cli import _build_sample_request
 from tinker_accel._data import default_prompts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "latest.json"
 
-# Version of the JSON layout that report.py reads. Version 2 added the loop_lag section.
-SCHEMA_VERSION = 2
+# Version of the JSON layout that report.py reads. Version 2 added the loop_lag
+# section, version 3 the floats section.
+SCHEMA_VERSION = 3
 
 # Exclusive upper bounds of the uniform token IDs. IDs below 151,936 have 5.3 digits on
 # average and IDs below 32,000 have 4.7, so the two ranges show what the digit count costs.
@@ -369,6 +370,86 @@ def bench_buffers(settings: Settings) -> dict[str, Any]:
             for row in rows
         ],
     )
+    return {"rows": rows}
+
+
+# ---------------------------------------------------------------------------
+# 2b. Floats
+
+
+def float_values(n: int, count: int, seed: int) -> list[np.ndarray]:
+    """Return ``count`` float64 arrays like the per-token values of an RL step:
+    log-probabilities (negative, long shortest forms) and advantages (normal)."""
+    generator = np.random.default_rng(seed)
+    arrays = []
+    for index in range(count):
+        if index % 2 == 0:
+            arrays.append(-generator.exponential(2.0, n))
+        else:
+            arrays.append(generator.standard_normal(n))
+    return arrays
+
+
+def json_floats(values: Any) -> bytes:
+    """The stock path: json.dumps of Python floats, compact, NaN refused."""
+    if not isinstance(values, list):
+        values = values.tolist()
+    return json.dumps(values, separators=(",", ":"), allow_nan=False).encode()
+
+
+FLOAT_INPUTS: tuple[tuple[str, Callable[[np.ndarray], Any]], ...] = (
+    ("list", lambda values: values.tolist()),
+    ("numpy float64", lambda values: values.copy()),
+    ("numpy float32", lambda values: values.astype(np.float32)),
+    ("array('d')", lambda values: array.array("d", values.tobytes())),
+)
+
+
+def float_peers(input_name: str) -> dict[str, Callable[[Any], bytes]]:
+    peers: dict[str, Callable[[Any], bytes]] = {"json": json_floats}
+    if input_name.startswith("numpy"):
+        peers["orjson"] = orjson_numpy
+    elif input_name == "list":
+        peers["orjson"] = orjson.dumps
+        encoder = msgspec.json.Encoder()
+        peers["msgspec"] = encoder.encode
+    else:
+        peers["orjson"] = lambda values: orjson.dumps(values.tolist())
+    return peers
+
+
+def bench_floats(settings: Settings) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for n in settings.tinker_sizes:
+        progress(f"floats: n={n:,}")
+        arrays = float_values(n, settings.variants, SEED + n)
+        for input_name, build in FLOAT_INPUTS:
+            inputs = [build(values) for values in arrays]
+            peers = float_peers(input_name)
+            # Byte-identical to the stock path, which orjson and msgspec are not.
+            require_same_output(
+                f"{input_name} of {n:,} floats",
+                {"json": json_floats(inputs[0]), "encode_floats": encode_floats(inputs[0])},
+            )
+            ours = best_ns_per_call(encode_floats, inputs, settings) / n
+            row: dict[str, Any] = {"n": n, "input": input_name, "encode_floats_ns": round(ours, 2)}
+            for peer_name, peer in peers.items():
+                theirs = best_ns_per_call(peer, inputs, settings) / n
+                row[f"{peer_name}_ns"] = round(theirs, 2)
+                row[f"vs_{peer_name}"] = round(theirs / ours, 3)
+            rows.append(row)
+
+    print_table(
+        "2b. Floats: ns per value, and how many times faster encode_floats is than each peer",
+        ["n", "input", "encode_floats", "orjson", "msgspec", "json", "vs orjson", "vs msgspec",
+         "vs json"],
+        [
+            [row["n"], row["input"], row["encode_floats_ns"], row.get("orjson_ns", "-"),
+             row.get("msgspec_ns", "-"), row["json_ns"], row.get("vs_orjson", "-"),
+             row.get("vs_msgspec", "-"), row["vs_json"]]
+            for row in rows
+        ],
+    )  # fmt: skip
     return {"rows": rows}
 
 
@@ -1127,6 +1208,7 @@ SECTIONS: tuple[tuple[str, Callable[[Settings], dict[str, Any]]], ...] = (
     ("threads", bench_threads),
     ("memory", bench_memory),
     ("loop_lag", bench_loop_lag),
+    ("floats", bench_floats),
 )
 
 

@@ -23,7 +23,7 @@ DEFAULT_PLOT = REPO_ROOT / "benches" / "results" / "ns_per_token.png"
 START_MARKER = "<!-- peers-table:start -->"
 END_MARKER = "<!-- peers-table:end -->"
 
-SUPPORTED_SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSION = 3
 
 # The README shows the lists and buffers at these sizes. Quick runs, which have neither,
 # show every size instead.
@@ -141,6 +141,31 @@ def buffers_section(results: dict[str, Any]) -> list[str]:
         "1-D buffers: `encode_tokens` in ns per token and the peer's time divided by it. "
         "The numpy peer is `orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)`. No peer "
         "reads `array.array`, so its peer is `orjson.dumps(arr.tolist())`.",
+        "",
+        *markdown_table(headers, table),
+    ]
+
+
+def floats_section(results: dict[str, Any]) -> list[str]:
+    headers = ["input", "n", "encode_floats ns/value", "vs orjson", "vs msgspec", "vs json"]
+    table = [
+        [
+            f"{row['input']}",
+            f"{row['n']:,}",
+            format_time(row["encode_floats_ns"]),
+            format_ratio(row["vs_orjson"]),
+            format_ratio(row["vs_msgspec"]) if "vs_msgspec" in row else "-",
+            format_ratio(row["vs_json"]),
+        ]
+        for row in results["floats"]["rows"]
+    ]
+    return [
+        "Floats (log-probabilities and advantages in turn, as in an RL step): "
+        "`encode_floats` in ns per value, and each peer's time divided by it. Its output is "
+        "byte-identical to `json.dumps` (the stock path); orjson's and msgspec's are not "
+        "(`0.00001` for `1e-05`, the float32 digits of a float32). The numpy peer is "
+        "`orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)`; for `array('d')` it is "
+        "`orjson.dumps(arr.tolist())`; json's is `json.dumps(values.tolist())`.",
         "",
         *markdown_table(headers, table),
     ]
@@ -302,6 +327,7 @@ SECTIONS: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("Threads", threads_section),
     ("Memory", memory_section),
     ("Event loop lag", loop_lag_section),
+    ("Floats", floats_section),
 )
 
 

@@ -5,6 +5,7 @@
 //! feature, which maturin turns on when it builds the extension module.
 
 pub mod encode;
+pub mod floats;
 pub mod json_text;
 
 #[cfg(feature = "python")]
@@ -13,7 +14,13 @@ mod document;
 mod object_layout;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_floats;
 
 #[cfg(test)]
 #[path = "encode_tests.rs"]
 mod encode_tests;
+
+#[cfg(test)]
+#[path = "floats_tests.rs"]
+mod floats_tests;

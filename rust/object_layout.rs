@@ -121,3 +121,17 @@ pub(crate) unsafe fn compact_value(item: *mut ffi::PyObject, layout: IntLayout) 
         }
     }
 }
+
+/// Byte offset of `ob_fval` in a float object, after `PyObject_HEAD`.
+const FLOAT_VALUE: usize = 16;
+
+/// Reads the value of an exact float object.
+///
+/// # Safety
+/// `item` must be a live exact float, the GIL must be held, and [`layout`] must have
+/// returned `Some`, which means the object layout read here is the interpreter's.
+#[inline(always)]
+pub(crate) unsafe fn float_value(item: *mut ffi::PyObject) -> f64 {
+    // SAFETY: a float object is `PyObject_HEAD` followed by its double.
+    unsafe { item.cast::<u8>().add(FLOAT_VALUE).cast::<f64>().read() }
+}

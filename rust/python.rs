@@ -33,7 +33,7 @@ fn to_py_error(error: EncodeError) -> PyErr {
 }
 
 /// Returns `repr(value)` cut to a length that keeps error messages readable.
-fn short_repr(value: &Bound<'_, PyAny>) -> String {
+pub(crate) fn short_repr(value: &Bound<'_, PyAny>) -> String {
     let text = value
         .repr()
         .map_or_else(|_| "<repr failed>".to_owned(), |repr| repr.to_string());
@@ -44,7 +44,7 @@ fn short_repr(value: &Bound<'_, PyAny>) -> String {
     format!("{cut}...")
 }
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()
@@ -349,12 +349,12 @@ fn encode_range(py: Python<'_>, range: &Bound<'_, PyAny>) -> PyResult<Option<Vec
 }
 
 /// An exported buffer, released when dropped.
-struct BufferView {
-    view: ffi::Py_buffer,
+pub(crate) struct BufferView {
+    pub(crate) view: ffi::Py_buffer,
 }
 
 impl BufferView {
-    fn get(object: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub(crate) fn get(object: &Bound<'_, PyAny>) -> PyResult<Self> {
         let mut view = ffi::Py_buffer::new();
         // SAFETY: the GIL is held and `view` is writable. On success the exporter
         // keeps the memory alive and in place until `PyBuffer_Release`.
@@ -404,13 +404,13 @@ fn parse_format(format: &str) -> Result<(bool, ByteOrder), String> {
 
 /// Raw pointer to buffer memory that may cross into code running without the GIL.
 #[derive(Clone, Copy)]
-struct SendPtr(*const u8);
+pub(crate) struct SendPtr(pub(crate) *const u8);
 
 // SAFETY: the pointer is only read, and only while the `BufferView` that keeps the
 // memory exported is alive on the calling thread (see `encode_buffer`).
 unsafe impl Send for SendPtr {}
 
-fn dimension_error(view: &ffi::Py_buffer) -> PyErr {
+pub(crate) fn dimension_error(view: &ffi::Py_buffer, items: &str) -> PyErr {
     let shape = if view.shape.is_null() {
         Vec::new()
     } else {
@@ -423,7 +423,7 @@ fn dimension_error(view: &ffi::Py_buffer) -> PyErr {
         _ => format!("({})", shape.join(", ")),
     };
     PyValueError::new_err(format!(
-        "expected a 1-D buffer of token IDs, got a {}-D buffer of shape {shape}",
+        "expected a 1-D buffer of {items}, got a {}-D buffer of shape {shape}",
         view.ndim
     ))
 }
@@ -432,7 +432,7 @@ fn dimension_error(view: &ffi::Py_buffer) -> PyErr {
 /// objects (numpy's object arrays), whose items must go through `operator.index`.
 fn layout_of(view: &ffi::Py_buffer) -> PyResult<Option<Layout>> {
     if view.ndim != 1 {
-        return Err(dimension_error(view));
+        return Err(dimension_error(view, "token IDs"));
     }
     let format = if view.format.is_null() {
         "B".to_owned()
@@ -748,7 +748,7 @@ impl<'py> Encoded<'py> {
 
 /// Raises TypeError for a numpy masked array with masked values. Its buffer still contains
 /// a number in every masked slot, which must not be sent as a token ID.
-fn reject_masked_values(tokens: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn reject_masked_values(tokens: &Bound<'_, PyAny>) -> PyResult<()> {
     // A class may set `__module__` to anything; one that is not a string is not numpy's.
     let module = tokens.get_type().module().ok();
     let in_numpy_ma = module
@@ -770,12 +770,12 @@ fn reject_masked_values(tokens: &Bound<'_, PyAny>) -> PyResult<()> {
     )))
 }
 
-fn has_buffer(object: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn has_buffer(object: &Bound<'_, PyAny>) -> bool {
     // SAFETY: the GIL is held and `object` is live.
     unsafe { ffi::PyObject_CheckBuffer(object.as_ptr()) != 0 }
 }
 
-fn is_sequence(object: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn is_sequence(object: &Bound<'_, PyAny>) -> bool {
     // SAFETY: the GIL is held and `object` is live.
     unsafe { ffi::PySequence_Check(object.as_ptr()) != 0 }
 }
@@ -835,7 +835,7 @@ fn encode_any<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Enco
 
 /// Runs `work`, turning a Rust panic into a RuntimeError. PyO3 would raise its
 /// PanicException, which derives from BaseException and escapes `except Exception`.
-fn without_panics<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+pub(crate) fn without_panics<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
         let reason = panic
             .downcast_ref::<&str>()
@@ -850,7 +850,7 @@ fn without_panics<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
 
 /// Encode token IDs as a compact JSON array.
 #[pyfunction]
-fn encode_tokens<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn encode_tokens<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let encoded = without_panics(|| encode_any(py, tokens))?;
     Ok(encoded.into_bytes(py))
 }
@@ -934,6 +934,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(tokens_to_list, module)?)?;
     module.add_function(wrap_pyfunction!(_list_reader, module)?)?;
     module.add_function(wrap_pyfunction!(dumps_document, module)?)?;
+    module.add_function(wrap_pyfunction!(crate::python_floats::encode_floats, module)?)?;
+    module.add_function(wrap_pyfunction!(crate::python_floats::_encode_exact, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     object_layout::init(module.py())?;
     Ok(())

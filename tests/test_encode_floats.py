@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import json
 import math
+import re
 import struct
 from decimal import Decimal
 from fractions import Fraction
@@ -118,12 +119,12 @@ def test_array_array_memoryview_and_broadcast() -> None:
 def test_nan_and_infinity_raise_with_index(
     encode: Any, values: Any, index: int, shown: str
 ) -> None:
-    with pytest.raises(ValueError) as raised:
-        encode(values)
     message = f"Out of range float values are not JSON compliant: {shown} at index {index}"
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        encode(values)
     assert str(raised.value) == message
     # The same prefix as json.dumps's own error with allow_nan=False.
-    with pytest.raises(ValueError, match="^Out of range float values are not JSON compliant"):
+    with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant"):
         json.dumps([float(value) for value in values], allow_nan=False)
 
 
@@ -140,10 +141,12 @@ def test_nan_and_infinity_raise_with_index(
          "numbers, or a 1-D buffer of float32 or float64 values, got dict"),
         (np.zeros((2, 3)), ValueError,
          "expected a 1-D buffer of floats, got a 2-D buffer of shape (2, 3)"),
-        (np.float64(1.0), ValueError, "expected a 1-D buffer of floats, got a 0-D buffer of shape ()"),
+        (np.float64(1.0), ValueError,
+         "expected a 1-D buffer of floats, got a 0-D buffer of shape ()"),
         (np.zeros(3, dtype=np.float16), TypeError,
          'unsupported buffer format "e": expected float32 or float64 items'),
-        (np.arange(3), TypeError, 'unsupported buffer format "l": expected float32 or float64 items'),
+        (np.arange(3), TypeError,
+         'unsupported buffer format "l": expected float32 or float64 items'),
         ([2**1100], OverflowError, "int too large to convert to float"),
     ],
 )  # fmt: skip
@@ -177,3 +180,32 @@ def test_random_arrays(values: np.ndarray) -> None:
             encode_floats(values)
         return
     assert encode_floats(values) == reference(values.tolist())
+
+
+class ClearsList:
+    """Empties a list from its own ``__float__``, as a list iterator sees it."""
+
+    def __init__(self, target: list[Any]) -> None:
+        self.target = target
+
+    def __float__(self) -> float:
+        self.target.clear()
+        return 1.5
+
+
+class HalfFloat(float):
+    def __float__(self) -> float:
+        return 0.5
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_list_changed_while_converting(encode: Any) -> None:
+    values: list[Any] = [0.25, None, 2.5, 3.5]
+    values[1] = ClearsList(values)
+    assert encode(values) == b"[0.25,1.5]"
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_float_subclass_converts_as_float_does(encode: Any) -> None:
+    values = [HalfFloat(3.0), 1.0]
+    assert encode(values) == reference(values) == b"[0.5,1.0]"

@@ -18,6 +18,7 @@ encode_floats: Callable[[Any], bytes]
 tokens_to_list: Callable[[Any], list[int]]
 list_reader: Callable[[], str]
 dumps_document: Callable[[Any, str, list[bytes]], bytes | None]
+encode_exact: Callable[[Any], bytes | None]
 
 if os.environ.get("TINKER_ACCEL_BACKEND", "").strip().lower() == "python":
     _native_error: ImportError | None = ImportError("TINKER_ACCEL_BACKEND=python is set")
@@ -37,6 +38,7 @@ if _native_error is None:
     tokens_to_list = _native.tokens_to_list
     list_reader = _native._list_reader
     dumps_document = _native.dumps_document
+    encode_exact = _native._encode_exact
 else:
     from tinker_accel import _fallback
 
@@ -50,6 +52,7 @@ else:
     tokens_to_list = _fallback.tokens_to_list
     list_reader = _fallback._list_reader
     dumps_document = _fallback.dumps_document
+    encode_exact = _fallback.encode_exact
     if "TINKER_ACCEL_BACKEND" not in os.environ:
         _message = (
             "tinker-accel: the native module could not be loaded "

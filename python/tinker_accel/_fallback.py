@@ -296,3 +296,13 @@ def encode_floats(values: Any) -> bytes:
     if view is not None or _is_sequence(values):
         return _join_floats(_as_float(index, item) for index, item in enumerate(values))
     raise TypeError(f"expected {FLOATS_ACCEPTED}, got {type(values).__name__}")
+
+
+def encode_exact(values: Any) -> bytes | None:
+    """Return the JSON array of a list of only exact ints or only exact floats, else None."""
+    if type(values) is not list or not values:
+        return None
+    kind = type(values[0])
+    if kind not in (int, float) or not all(type(value) is kind for value in values):
+        return None
+    return encode_tokens(values) if kind is int else encode_floats(values)

@@ -22,5 +22,18 @@ def dumps_document(data: Any, placeholder_prefix: str, fragments: list[bytes]) -
     output or error (subclasses, keys that are not strings, NaN, lone surrogates).
     """
 
+def encode_floats(values: Any) -> bytes:
+    """Encode floats as a compact JSON array, byte for byte as
+    ``json.dumps([float(v) for v in values], separators=(",", ":"), allow_nan=False)``.
+
+    Accepts lists, tuples and other sequences of real numbers (each converted as
+    ``float()`` does, text excepted) and 1-D float32 or float64 buffers of any byte
+    order and stride; float32 values are widened as ``.tolist()`` widens them.
+    Raises ValueError naming the index for NaN or infinity, TypeError for other items.
+    """
+
+def _encode_exact(values: Any) -> bytes | None:
+    """Return the JSON array of a list of only exact ints or only exact floats, else None."""
+
 def _list_reader() -> str:
     """Return "direct" where list items are read from the object layout, else "api"."""

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, core_schema
 
-from tinker_accel._backend import dumps_document, encode_tokens, tokens_to_list
+from tinker_accel._backend import dumps_document, encode_exact, encode_tokens, tokens_to_list
 
 # Context keys under which `dumps_model` collects the encoded arrays of TokenIds fields
 # and the first encoder error. pydantic wraps an error raised inside a serializer and,
@@ -71,6 +71,32 @@ def _serialize_token_ids(tokens: Any, info: SerializationInfo) -> Any:
                 raise
             return f"{_PLACEHOLDER_PREFIX}{len(fragments) - 1}"
     return _as_json_list(tokens)
+
+
+def serialize_tensor_values(
+    values: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+) -> Any:
+    """Serialize a ``List[int]`` or ``List[float]`` field, such as ``TensorData.data``,
+    through the encoders inside ``dumps_model``, and as pydantic does elsewhere.
+
+    Only a list of exact ints or of exact floats is encoded here: for those, pydantic
+    writes each item unchanged, so ``json.dumps`` would write what the encoders write.
+    Anything else (mixed items, subclasses, a tuple) goes to pydantic's own serializer.
+    """
+    context = info.context
+    if info.include is None and info.exclude is None and isinstance(context, dict):
+        fragments = context.get(_FRAGMENTS_KEY)
+        if fragments is not None:
+            try:
+                encoded = encode_exact(values)
+            except ValueError as error:
+                # NaN or infinity: the ValueError json.dumps raises on the stock path.
+                context[_ERRORS_KEY].append(error)
+                raise
+            if encoded is not None:
+                fragments.append(encoded)
+                return f"{_PLACEHOLDER_PREFIX}{len(fragments) - 1}"
+    return handler(values)
 
 
 class _StockPythonMode:

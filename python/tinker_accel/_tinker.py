@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, WrapSerializer
 
-from tinker_accel._serialize import TokenIds, dumps_model
+from tinker_accel._serialize import TokenIds, dumps_model, serialize_tensor_values
 
 logger = logging.getLogger("tinker_accel")
 
@@ -372,6 +372,31 @@ def enable() -> None:
         logger.info("tinker-accel enabled: %d tinker models rebuilt", len(state.rebuilt))
 
 
+# TensorData fields that hold long lists of numbers.
+_TENSOR_FIELDS = ("data", "sparse_crow_indices", "sparse_col_indices")
+
+
+def _tensor_classes(types: Any) -> list[type[BaseModel]]:
+    """Return tinker's pydantic TensorData classes: the public one up to 0.19, and the
+    wire copy in ``tinker.types._pydantic_types`` from 0.18.2 on."""
+    candidates = [getattr(types, "TensorData", None)]
+    try:
+        wire = importlib.import_module("tinker.types._pydantic_types.tensor_data")
+    except ImportError:
+        pass
+    else:
+        candidates.append(getattr(wire, "TensorData", None))
+    found: dict[type[BaseModel], None] = {}
+    for candidate in candidates:
+        if (
+            isinstance(candidate, type)
+            and issubclass(candidate, BaseModel)
+            and "data" in candidate.model_fields
+        ):
+            found[candidate] = None
+    return list(found)
+
+
 def _apply(state: _State, types: Any, body_modules: list[Any]) -> None:
     """Make the changes of ``enable()``, recording each in ``state`` as it is made."""
     chunk_class = types.EncodedTextChunk
@@ -385,10 +410,21 @@ def _apply(state: _State, types: Any, body_modules: list[Any]) -> None:
             Annotated[chunks_annotation, _make_chunks_serializer()],
         )
     )
+    tensor_classes = _tensor_classes(types)
+    for tensor_class in tensor_classes:
+        for name in _TENSOR_FIELDS:
+            info = tensor_class.model_fields.get(name)
+            if info is None:
+                continue
+            serializer = WrapSerializer(serialize_tensor_values, when_used="json")
+            state.fields.append(
+                _replace_annotation(tensor_class, name, Annotated[info.annotation, serializer])
+            )
     for model in (chunk_class, model_input):
         state.reprs.append((model, model.__dict__.get("__repr_args__", _MISSING)))
         model.__repr_args__ = _chunk_repr_args
-    state.rebuilt = [chunk_class, model_input, *_dependent_models([chunk_class, model_input])]
+    patched = [chunk_class, model_input, *tensor_classes]
+    state.rebuilt = [*patched, *_dependent_models(patched)]
     _rebuild(state.rebuilt)
 
     if not body_modules:
@@ -415,6 +451,7 @@ def status() -> dict[str, Any]:
     - ``enabled``: whether the switch is on.
     - ``tinker_version`` and ``pydantic_version``.
     - ``token_serializer``: whether the encoder is on ``EncodedTextChunk.tokens``.
+    - ``tensor_serializer``: whether the encoders are on ``TensorData`` lists.
     - ``pre_encoded_bodies``: whether the sampling client sends pre-encoded bytes.
     - ``pre_encoded_resources``: the tinker resource modules that send pre-encoded
       bytes, such as ``["sampling", "training"]``.
@@ -433,6 +470,8 @@ def status() -> dict[str, Any]:
         "tinker_version": _tinker_version(),
         "pydantic_version": pydantic.VERSION,
         "token_serializer": state is not None and bool(state.fields),
+        "tensor_serializer": state is not None
+        and any(patch.name in _TENSOR_FIELDS for patch in state.fields),
         "pre_encoded_bodies": any(
             module.__name__ == "tinker.resources.sampling" for module in hooked
         ),

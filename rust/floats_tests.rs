@@ -1,0 +1,901 @@
+use std::fmt::Write as _;
+
+use crate::encode::ByteOrder;
+use crate::floats::{
+    encode_buffer, encode_f32s, encode_f64s, rewrite_text, write_repr, FloatError, FloatLayout,
+    FloatType, FloatWriter, MAX_REPR_LEN,
+};
+
+/// Divides the sizes of the random sweeps in unoptimized builds, where the encoder
+/// runs about ten times slower, so that a plain `cargo test` stays quick.
+const DEBUG_DIVISOR: usize = if cfg!(debug_assertions) { 16 } else { 1 };
+
+/// Returns the standard library's shortest round-trip digits of a finite nonzero
+/// `value`, without sign or point, and the power of ten of the first one. `{:e}`
+/// writes them as `1.5e300` or `-1e-5`.
+fn std_shortest_digits(value: f64) -> (String, i32) {
+    split_scientific(&format!("{value:e}"))
+}
+
+fn split_scientific(text: &str) -> (String, i32) {
+    let (mantissa, exponent) = text.split_once('e').expect("{:e} writes an exponent");
+    let digits = mantissa.trim_start_matches('-').replace('.', "");
+    (
+        digits,
+        exponent.parse().expect("the exponent is an integer"),
+    )
+}
+
+/// Returns the exact decimal expansion of the finite nonzero `value` as significant
+/// digits and the power of ten of the first one, if it has at most 19 digits, as it
+/// must to lie halfway between two shortest candidates of at most 17 digits.
+fn short_exact_expansion(value: f64) -> Option<(String, i32)> {
+    let bits = value.abs().to_bits();
+    let biased_exponent = (bits >> 52) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mut significand, mut exponent) = if biased_exponent == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | 1 << 52, biased_exponent - 1075)
+    };
+    // value = significand * 2^exponent, with an odd significand.
+    let zeros = significand.trailing_zeros();
+    significand >>= zeros;
+    exponent += zeros as i32;
+    let (digits, first) = if exponent >= 0 {
+        let integer = u128::from(significand).checked_shl(exponent as u32)?;
+        if integer >> exponent != u128::from(significand) {
+            return None;
+        }
+        let digits = integer.to_string();
+        let first = digits.len() as i32 - 1;
+        (digits.trim_end_matches('0').to_string(), first)
+    } else {
+        // significand * 5^k / 10^k, and the odd significand * 5^k has no trailing zero.
+        let k = exponent.unsigned_abs();
+        let scaled = 5u128.checked_pow(k)?.checked_mul(u128::from(significand))?;
+        let digits = scaled.to_string();
+        let first = digits.len() as i32 - 1 - k as i32;
+        (digits, first)
+    };
+    (digits.len() <= 19).then_some((digits, first))
+}
+
+/// Returns the shortest round-trip digits of a finite nonzero `value` and the power
+/// of ten of the first one, as CPython chooses them.
+///
+/// When the value lies exactly halfway between two shortest candidates, the standard
+/// library takes the upper one, where CPython takes the one with the even last digit
+/// (`1000000000000000.25` gives `…0.3` against Python's `…0.2`). Such a tie shows in
+/// the exact decimal expansion: one digit more than the shortest form, and that
+/// digit a 5.
+fn shortest_digits(value: f64) -> (String, i32) {
+    let (digits, exponent) = std_shortest_digits(value);
+    let Some((exact, exact_exponent)) = short_exact_expansion(value) else {
+        return (digits, exponent);
+    };
+    let is_tie = exact.len() == digits.len() + 1 && exact.ends_with('5');
+    let lower = &exact[..digits.len().min(exact.len())];
+    let lower_is_even = lower.bytes().last().is_some_and(|digit| digit % 2 == 0);
+    if is_tie && lower_is_even && lower != digits {
+        let lower_text = format!("{}.{}e{exact_exponent}", &lower[..1], &lower[1..]);
+        if lower_text.parse::<f64>() == Ok(value.abs()) {
+            return (lower.to_string(), exact_exponent);
+        }
+    }
+    (digits, exponent)
+}
+
+/// Appends `repr(value)` as CPython writes it, for a finite `value`.
+///
+/// Deliberately simple and separate from the encoder: Python's rules are applied to
+/// the digits of `shortest_digits` as plain string operations. The CPython table
+/// below anchors it.
+fn push_python_repr(out: &mut String, value: f64) {
+    if value == 0.0 {
+        out.push_str(if value.is_sign_negative() {
+            "-0.0"
+        } else {
+            "0.0"
+        });
+        return;
+    }
+    let (digits, exponent) = shortest_digits(value);
+    push_python_layout(out, value < 0.0, &digits, exponent);
+}
+
+/// Appends the repr of a nonzero number given by its significant `digits` and the
+/// power of ten of the first one, by Python's rules.
+fn push_python_layout(out: &mut String, negative: bool, digits: &str, exponent: i32) {
+    if negative {
+        out.push('-');
+    }
+    if (-4..0).contains(&exponent) {
+        out.push_str("0.");
+        out.push_str(&"0".repeat((-exponent - 1) as usize));
+        out.push_str(digits);
+    } else if (0..16).contains(&exponent) {
+        let integer_len = exponent as usize + 1;
+        if digits.len() <= integer_len {
+            out.push_str(digits);
+            out.push_str(&"0".repeat(integer_len - digits.len()));
+            out.push_str(".0");
+        } else {
+            out.push_str(&digits[..integer_len]);
+            out.push('.');
+            out.push_str(&digits[integer_len..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        write!(out, "e{exponent_sign}{:02}", exponent.abs()).unwrap();
+    }
+}
+
+fn python_repr(value: f64) -> String {
+    let mut out = String::new();
+    push_python_repr(&mut out, value);
+    out
+}
+
+/// Returns what `json.dumps(values, separators=(",", ":"))` writes, from the reference.
+fn python_array(values: &[f64]) -> String {
+    let mut out = String::from("[");
+    for (index, &value) in values.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        push_python_repr(&mut out, value);
+    }
+    out.push(']');
+    out
+}
+
+/// Returns the encoder's repr of one value.
+fn encoder_repr(value: f64) -> String {
+    let mut out = [0u8; MAX_REPR_LEN];
+    let len = write_repr(value, &mut out).expect("the value is finite");
+    String::from_utf8(out[..len].to_vec()).unwrap()
+}
+
+/// Checks that `encode_f64s` writes `values` as Python does, and on a mismatch names
+/// the first value that differs. Returns how many values were checked.
+fn check_against_reference(values: &[f64], what: &str) -> usize {
+    let encoded = encode_f64s(values).unwrap();
+    let expected = python_array(values);
+    if encoded != expected.as_bytes() {
+        for &value in values {
+            assert_eq!(
+                encoder_repr(value),
+                python_repr(value),
+                "{what}: value with bits {:#018x}",
+                value.to_bits()
+            );
+        }
+        panic!("{what}: the arrays differ although every value matches");
+    }
+    values.len()
+}
+
+/// Pseudo-random 64-bit numbers, the same on every run (xorshift64).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Values with their reprs as CPython 3.11.7 printed them with `repr(x)`; the f32
+/// cases as `repr(float(numpy.float32(x)))` printed them with numpy 2.4.6.
+// The tie cases spell out their exact values, which are longer than their reprs.
+#[allow(clippy::excessive_precision)]
+fn cpython_table() -> Vec<(f64, &'static str)> {
+    vec![
+        (0.0, "0.0"),
+        (-0.0, "-0.0"),
+        (1.0, "1.0"),
+        (-1.0, "-1.0"),
+        (100.0, "100.0"),
+        (0.1, "0.1"),
+        (0.5, "0.5"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1.0 / 3.0, "0.3333333333333333"),
+        (2.0 / 3.0, "0.6666666666666666"),
+        (123.456, "123.456"),
+        (2.675, "2.675"),
+        (std::f64::consts::PI, "3.141592653589793"),
+        (-std::f64::consts::TAU, "-6.283185307179586"),
+        (1e15, "1000000000000000.0"),
+        (1e16, "1e+16"),
+        (1e17, "1e+17"),
+        (1e22, "1e+22"),
+        (1e23, "1e+23"),
+        (1e16f64.next_down(), "9999999999999998.0"),
+        (1e16f64.next_up(), "1.0000000000000002e+16"),
+        (123_456_789_012_345_680.0, "1.2345678901234568e+17"),
+        (2f64.powi(53), "9007199254740992.0"),
+        (2f64.powi(53) + 2.0, "9007199254740994.0"),
+        (2f64.powi(63), "9.223372036854776e+18"),
+        (2f64.powi(64), "1.8446744073709552e+19"),
+        (0.0001, "0.0001"),
+        (1e-4f64.next_down(), "9.999999999999999e-05"),
+        (0.00012345, "0.00012345"),
+        (1e-5, "1e-05"),
+        (1.2345e-5, "1.2345e-05"),
+        (1e-7, "1e-07"),
+        (1e-10, "1e-10"),
+        (-1.5e-300, "-1.5e-300"),
+        (1.5e300, "1.5e+300"),
+        (f64::from_bits(1), "5e-324"),
+        (f64::from_bits(2), "1e-323"),
+        (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+        (f64::MIN_POSITIVE.next_down(), "2.225073858507201e-308"),
+        (f64::MAX, "1.7976931348623157e+308"),
+        (f64::MIN, "-1.7976931348623157e+308"),
+        (f64::from(0.1f32), "0.10000000149011612"),
+        (f64::from(1.0f32 / 3.0), "0.3333333432674408"),
+        (f64::from(f32::MAX), "3.4028234663852886e+38"),
+        (f64::from(f32::from_bits(1)), "1.401298464324817e-45"),
+        (f64::from(f32::MIN_POSITIVE), "1.1754943508222875e-38"),
+        (f64::from(16_777_216f32), "16777216.0"),
+        (f64::from(-2.5e-6f32), "-2.499999936844688e-06"),
+        // Exactly halfway between two shortest candidates: the even last digit wins.
+        (1e15 + 0.25, "1000000000000000.2"),
+        (2f64.powi(-25), "2.9802322387695312e-08"),
+        (-103.21731567382812, "-103.21731567382812"),
+        (696.957_214_355_468_75, "696.9572143554688"),
+        (897.355_407_714_843_75, "897.3554077148438"),
+    ]
+}
+
+#[test]
+fn short_exact_expansion_matches_full_expansion() {
+    let mut random = XorShift(0x00E7_AC75_0000_0001);
+    let mut values: Vec<f64> = (-1080..1030).map(|power| 2f64.powi(power)).collect();
+    values.extend((0..20_000).map(|_| f64::from(f32::from_bits(random.next() as u32))));
+    values.extend((0..20_000).map(|_| f64::from_bits(random.next())));
+    values.extend([
+        1e15 + 0.25,
+        9_007_199_254_740_993.0,
+        1e19,
+        1e19f64.next_down(),
+    ]);
+    values.retain(|value| value.is_finite() && *value != 0.0);
+    let mut short = 0;
+    for value in values {
+        let (digits, exponent) = split_scientific(&format!("{value:.800e}"));
+        let digits = digits.trim_end_matches('0').to_string();
+        match short_exact_expansion(value) {
+            Some(expansion) => {
+                assert_eq!(expansion, (digits, exponent), "{value:e}");
+                short += 1;
+            }
+            None => assert!(digits.len() > 19, "{value:e} has {} digits", digits.len()),
+        }
+    }
+    assert!(short > 1000, "{short}");
+}
+
+#[test]
+fn reference_matches_cpython_table() {
+    for (value, expected) in cpython_table() {
+        assert_eq!(
+            python_repr(value),
+            expected,
+            "bits {:#018x}",
+            value.to_bits()
+        );
+    }
+}
+
+#[test]
+fn encoder_matches_cpython_table() {
+    let table = cpython_table();
+    for &(value, expected) in &table {
+        assert_eq!(
+            encoder_repr(value),
+            expected,
+            "bits {:#018x}",
+            value.to_bits()
+        );
+    }
+    let values: Vec<f64> = table.iter().map(|&(value, _)| value).collect();
+    let texts: Vec<&str> = table.iter().map(|&(_, text)| text).collect();
+    let expected = format!("[{}]", texts.join(","));
+    assert_eq!(
+        String::from_utf8(encode_f64s(&values).unwrap()).unwrap(),
+        expected
+    );
+}
+
+/// Returns `f64(10^power)`, the double nearest to it, for every power from 10^-330
+/// (which rounds to zero) to 10^308.
+fn powers_of_ten() -> impl Iterator<Item = (i32, f64)> {
+    (-330..=308).map(|power| (power, format!("1e{power}").parse::<f64>().unwrap()))
+}
+
+#[test]
+fn every_power_of_ten_and_neighbours() {
+    let mut values = Vec::new();
+    for (_, power) in powers_of_ten() {
+        let mut below = power;
+        let mut above = power;
+        values.push(power);
+        for _ in 0..4 {
+            below = below.next_down();
+            above = above.next_up();
+            values.extend([below, above]);
+        }
+        // Other short digit strings at the same exponent, and their neighbours.
+        for factor in [2.0, 5.0, 9.5, 9.999_999_999_999_998] {
+            let scaled = power * factor;
+            if scaled.is_finite() {
+                values.extend([scaled.next_down(), scaled, scaled.next_up()]);
+            }
+        }
+    }
+    let negated: Vec<f64> = values.iter().map(|value| -value).collect();
+    values.extend(negated);
+    values.retain(|value| value.is_finite());
+    let checked = check_against_reference(&values, "powers of ten");
+    assert!(checked > 20_000, "{checked}");
+}
+
+#[test]
+fn first_digit_exponent_switches_at_nearest_power() {
+    // The encoder picks the notation by comparing magnitudes with f64(10^k): the first
+    // shortest digit is at 10^k or above exactly from that double up.
+    let exponent = |value: f64| -> i32 {
+        let text = format!("{value:e}");
+        text.split_once('e').unwrap().1.parse().unwrap()
+    };
+    for (power, value) in powers_of_ten() {
+        if value == 0.0 || power < -323 {
+            continue;
+        }
+        assert_eq!(exponent(value), power, "10^{power}");
+        let below = value.next_down();
+        if below > 0.0 {
+            assert_eq!(exponent(below), power - 1, "below 10^{power}");
+        }
+    }
+}
+
+#[test]
+fn notation_switch_points() {
+    let expected = [
+        (1e-5, "1e-05"),
+        (1e-4, "0.0001"),
+        (1e16, "1e+16"),
+        (9_999_999_999_999_998.0, "9999999999999998.0"),
+        (1e15, "1000000000000000.0"),
+        (-1e-5, "-1e-05"),
+        (-1e16, "-1e+16"),
+    ];
+    for (value, text) in expected {
+        assert_eq!(encoder_repr(value), text);
+    }
+    // A thousand doubles on either side of each switch point, and of 1e-5 where the
+    // crate itself switches.
+    let mut values = Vec::new();
+    for point in [1e-5f64, 1e-4, 1e15, 1e16] {
+        let (mut below, mut above) = (point, point);
+        for _ in 0..1000 {
+            below = below.next_down();
+            above = above.next_up();
+            values.extend([below, above, -below, -above]);
+        }
+    }
+    check_against_reference(&values, "switch points");
+}
+
+#[test]
+fn zeros_extremes_and_longest_reprs() {
+    let values = [
+        0.0,
+        -0.0,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        -f64::MIN_POSITIVE,
+        f64::EPSILON,
+        f64::from_bits(1),
+        -f64::from_bits(1),
+    ];
+    check_against_reference(&values, "extremes");
+    assert_eq!(encoder_repr(-f64::MIN_POSITIVE), "-2.2250738585072014e-308");
+    assert_eq!(encoder_repr(-f64::MIN_POSITIVE).len(), MAX_REPR_LEN);
+}
+
+#[test]
+fn subnormals() {
+    let mut values: Vec<f64> = (1..=100_000u64).map(f64::from_bits).collect();
+    let largest = 0x000F_FFFF_FFFF_FFFFu64;
+    values.extend((largest - 100_000..=largest).map(f64::from_bits));
+    let mut random = XorShift(0x0005_EED5_0B0A_1111);
+    values.extend((0..1_000_000 / DEBUG_DIVISOR).map(|_| f64::from_bits(random.next() & largest)));
+    // Every power of two among them.
+    values.extend((0..52).map(|shift| f64::from_bits(1 << shift)));
+    let negated: Vec<f64> = values.iter().map(|value| -value).collect();
+    values.extend(negated);
+    assert!(values.iter().all(|value| !value.is_normal()));
+    check_against_reference(&values, "subnormals");
+}
+
+#[test]
+fn integers_up_to_and_around_2_pow_53() {
+    let mut values: Vec<f64> = (0..200_000u32).map(f64::from).collect();
+    let limit = 1u64 << 53;
+    values.extend((limit - 10_000..limit + 10_000).map(|value| value as f64));
+    for shift in 0..=64 {
+        let power = 2f64.powi(shift);
+        values.extend([power - 3.0, power - 1.0, power, power + 1.0, power + 3.0]);
+    }
+    let mut random = XorShift(0x1234_5678_9ABC_DEF1);
+    values.extend((0..500_000 / DEBUG_DIVISOR).map(|_| (random.next() % limit) as f64));
+    let negated: Vec<f64> = values.iter().map(|value| -value).collect();
+    values.extend(negated);
+    check_against_reference(&values, "integers");
+}
+
+#[test]
+fn random_bit_patterns() {
+    let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut checked = 0;
+    for _ in 0..64 / DEBUG_DIVISOR {
+        let values: Vec<f64> = (0..65_536)
+            .map(|_| f64::from_bits(random.next()))
+            .filter(|value| value.is_finite())
+            .collect();
+        checked += check_against_reference(&values, "random bits");
+    }
+    assert!(checked > 4_000_000 / DEBUG_DIVISOR, "{checked}");
+}
+
+#[test]
+fn random_short_decimals_and_log_probabilities() {
+    let mut random = XorShift(0x0DEC_1A11_5EED_0001);
+    let mut values = Vec::new();
+    for _ in 0..1_000_000 / DEBUG_DIVISOR {
+        // A decimal with up to 7 digits and up to 9 places, like typed-in constants.
+        let digits = (random.next() % 10_000_000) as f64;
+        let places = (random.next() % 10) as i32;
+        values.push(digits / 10f64.powi(places));
+        // ln(u), the log-probabilities a sampler returns, and the f32 ones.
+        let uniform = (random.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let logprob = (uniform + f64::MIN_POSITIVE).ln();
+        values.extend([logprob, f64::from(logprob as f32)]);
+    }
+    check_against_reference(&values, "decimals and log-probabilities");
+}
+
+#[test]
+fn rewrite_reads_other_notations() {
+    // The crate's uncommon forms take `rewrite`, which must lay out Python's repr from
+    // any decimal form: the standard library's plain (`0.00001`, `1000…000`, no
+    // `.0`), scientific without a `+` (`1e16`, like the ryu crate) and debug forms,
+    // and the crate's own scientific form with a `+`.
+    let mut random = XorShift(0x0707_0707_0707_0707);
+    let mut values: Vec<f64> = powers_of_ten()
+        .map(|(_, value)| value)
+        .filter(|&value| value != 0.0)
+        .collect();
+    values.extend(
+        (0..100_000 / DEBUG_DIVISOR)
+            .map(|_| f64::from_bits(random.next()))
+            .filter(|value| value.is_finite() && *value != 0.0),
+    );
+    values.extend([
+        1e-5,
+        1.2345e-5,
+        0.001,
+        0.5,
+        123.0,
+        1e15,
+        9_999_999_999_999_998.0,
+    ]);
+    for value in values {
+        // These forms carry the standard library's digits, which differ from Python's
+        // in ties, so the expected repr is laid out from those digits.
+        let (digits, exponent) = std_shortest_digits(value);
+        let mut expected = String::new();
+        push_python_layout(&mut expected, value < 0.0, &digits, exponent);
+        let plus_exponent = format!("{value:e}").replace("e", "e+").replace("e+-", "e-");
+        for text in [
+            format!("{value}"),
+            format!("{value:e}"),
+            format!("{value:?}"),
+            plus_exponent,
+        ] {
+            assert_eq!(rewrite_text(&text, value), expected, "from {text}");
+        }
+    }
+}
+
+#[test]
+fn f32_values_are_widened_first() {
+    let singles = [
+        0.1f32,
+        -0.1,
+        1.0 / 3.0,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-45,
+        0.0,
+        -0.0,
+    ];
+    let widened: Vec<f64> = singles.iter().map(|&value| f64::from(value)).collect();
+    assert_eq!(
+        String::from_utf8(encode_f32s(&singles).unwrap()).unwrap(),
+        python_array(&widened)
+    );
+    assert!(encode_f32s(&singles)
+        .unwrap()
+        .starts_with(b"[0.10000000149011612,"));
+}
+
+/// Checks a set of f32 bit patterns through widening, in chunks.
+fn check_f32_bits(bits: impl Iterator<Item = u32>, what: &str) -> usize {
+    let singles: Vec<f32> = bits.map(f32::from_bits).filter(|v| v.is_finite()).collect();
+    let mut checked = 0;
+    for chunk in singles.chunks(1 << 16) {
+        let widened: Vec<f64> = chunk.iter().map(|&value| f64::from(value)).collect();
+        let encoded = encode_f32s(chunk).unwrap();
+        if encoded != python_array(&widened).as_bytes() {
+            check_against_reference(&widened, what);
+            panic!("{what}: encode_f32s differs from encode_f64s of the widened values");
+        }
+        checked += chunk.len();
+    }
+    checked
+}
+
+#[test]
+fn f32_every_exponent_with_edge_mantissas() {
+    let mut random = XorShift(0xF32F_32F3_2F32_F32F);
+    let mut bits = Vec::new();
+    for sign in [0u32, 1 << 31] {
+        for exponent in 0..255u32 {
+            let mut mantissas = vec![
+                0, 1, 2, 3, 0x40_0000, 0x3F_FFFF, 0x40_0001, 0x7F_FFFE, 0x7F_FFFF,
+            ];
+            mantissas.extend((0..256).map(|_| (random.next() as u32) & 0x7F_FFFF));
+            bits.extend(
+                mantissas
+                    .into_iter()
+                    .map(|mantissa| sign | exponent << 23 | mantissa),
+            );
+        }
+    }
+    let checked = check_f32_bits(bits.into_iter(), "f32 classes");
+    assert_eq!(checked, 2 * 255 * 265);
+}
+
+#[test]
+fn f32_strided_sweep() {
+    // Every 1021st bit pattern. The stride is odd, so the low mantissa bits do not
+    // stay fixed as they would with a power-of-two stride.
+    let stride = if cfg!(debug_assertions) {
+        16_381
+    } else {
+        1_021
+    };
+    let checked = check_f32_bits((0..=u32::MAX).step_by(stride), "f32 sweep");
+    assert!(checked > (1usize << 32) / stride * 99 / 100, "{checked}");
+}
+
+#[test]
+#[ignore = "takes several minutes: cargo test --release -- --ignored every_f32"]
+fn every_f32_bit_pattern() {
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+    let per_thread = (1u64 << 32).div_ceil(threads as u64);
+    let total: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads as u64)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let start = thread * per_thread;
+                    let end = (start + per_thread).min(1 << 32);
+                    let mut checked = 0;
+                    let mut first = start;
+                    while first < end {
+                        let last = (first + (1 << 20)).min(end);
+                        checked += check_f32_bits((first..last).map(|bits| bits as u32), "all f32");
+                        first = last;
+                    }
+                    checked
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    });
+    // Every pattern but the 2 * 2^23 NaNs and infinities.
+    assert_eq!(total, (1 << 32) - (1 << 24));
+}
+
+#[test]
+fn non_finite_values_are_rejected_with_their_index() {
+    let mut values = vec![1.5; 600];
+    values[517] = f64::NAN;
+    values[580] = f64::INFINITY;
+    let Err(FloatError::NotFinite { index, value }) = encode_f64s(&values) else {
+        panic!("NaN was accepted");
+    };
+    assert_eq!(index, 517);
+    assert!(value.is_nan());
+    assert_eq!(
+        encode_f64s(&[0.0, f64::NEG_INFINITY]),
+        Err(FloatError::NotFinite {
+            index: 1,
+            value: f64::NEG_INFINITY
+        })
+    );
+    assert_eq!(
+        encode_f32s(&[f32::INFINITY]),
+        Err(FloatError::NotFinite {
+            index: 0,
+            value: f64::INFINITY
+        })
+    );
+    assert!(write_repr(f64::NAN, &mut [0; MAX_REPR_LEN]).is_none());
+}
+
+#[test]
+fn writer_reports_index_and_stays_usable_after_errors() {
+    let mut writer = FloatWriter::with_capacity(2);
+    writer.push_f64(0.5).unwrap();
+    assert_eq!(
+        writer.push_f64(f64::INFINITY),
+        Err(FloatError::NotFinite {
+            index: 1,
+            value: f64::INFINITY
+        })
+    );
+    // A failed extend appends none of its values, even those before the bad one and
+    // in earlier blocks.
+    let mut batch = vec![2.0; 700];
+    batch[650] = f64::NAN;
+    let Err(FloatError::NotFinite { index, .. }) = writer.extend_f64s(&batch) else {
+        panic!("NaN was accepted");
+    };
+    assert_eq!(index, 651);
+    assert_eq!(writer.len(), 1);
+    writer.push_f64(-1e-7).unwrap();
+    writer.extend_f64s(&[1e16, 0.1]).unwrap();
+    assert_eq!(writer.len(), 4);
+    assert_eq!(writer.finish().unwrap(), b"[0.5,-1e-07,1e+16,0.1]");
+}
+
+#[test]
+fn writer_grows_past_its_initial_capacity() {
+    let mut writer = FloatWriter::with_capacity(1);
+    assert!(writer.is_empty());
+    let values: Vec<f64> = (0..10_000)
+        .map(|index| -f64::MIN_POSITIVE * f64::from(index))
+        .collect();
+    for &value in &values {
+        writer.push_f64(value).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap(), python_array(&values).as_bytes());
+    let writer = FloatWriter::with_capacity(usize::MAX / 4);
+    assert_eq!(writer.finish().unwrap(), b"[]");
+}
+
+#[test]
+fn empty_and_single_arrays() {
+    assert_eq!(encode_f64s(&[]).unwrap(), b"[]");
+    assert_eq!(encode_f32s(&[]).unwrap(), b"[]");
+    assert_eq!(encode_f64s(&[-0.0]).unwrap(), b"[-0.0]");
+    assert_eq!(
+        encode_f64s(&[1.0, 0.25, 1e100]).unwrap(),
+        b"[1.0,0.25,1e+100]"
+    );
+}
+
+fn bytes_of(values: &[f64], element: FloatType, order: ByteOrder) -> Vec<u8> {
+    let mut memory = Vec::new();
+    for &value in values {
+        let mut item = match element {
+            FloatType::F32 => (value as f32).to_le_bytes().to_vec(),
+            FloatType::F64 => value.to_le_bytes().to_vec(),
+        };
+        if order == ByteOrder::Big {
+            item.reverse();
+        }
+        memory.extend_from_slice(&item);
+    }
+    memory
+}
+
+/// Values that each element type holds exactly.
+fn sample_values(count: usize) -> Vec<f64> {
+    (0..count)
+        .map(|index| f64::from(index as f32 * -0.375 + 1e-3) * 2f64.powi(index as i32 % 40 - 20))
+        .collect()
+}
+
+#[test]
+fn buffers_of_both_types_and_byte_orders() {
+    let values = sample_values(700);
+    for element in [FloatType::F32, FloatType::F64] {
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let memory = bytes_of(&values, element, order);
+            let layout = FloatLayout {
+                element,
+                order,
+                len: values.len(),
+                stride: element.size() as isize,
+            };
+            let expected: Vec<f64> = match element {
+                FloatType::F32 => values
+                    .iter()
+                    .map(|&value| f64::from(value as f32))
+                    .collect(),
+                FloatType::F64 => values.clone(),
+            };
+            assert_eq!(
+                String::from_utf8(encode_buffer(&memory, 0, layout).unwrap()).unwrap(),
+                python_array(&expected),
+                "{element:?} {order:?}"
+            );
+        }
+    }
+    assert_eq!(FloatType::from_size(4), Some(FloatType::F32));
+    assert_eq!(FloatType::from_size(8), Some(FloatType::F64));
+    assert_eq!(FloatType::from_size(2), None);
+}
+
+#[test]
+fn strided_reversed_and_broadcast_views() {
+    let values = sample_values(100);
+    let memory = bytes_of(&values, FloatType::F64, ByteOrder::Little);
+    let layout = |len, stride| FloatLayout {
+        element: FloatType::F64,
+        order: ByteOrder::Little,
+        len,
+        stride,
+    };
+
+    let expected: Vec<f64> = values.iter().copied().step_by(3).collect();
+    assert_eq!(
+        encode_buffer(&memory, 0, layout(34, 24)).unwrap(),
+        python_array(&expected).as_bytes()
+    );
+    let expected: Vec<f64> = values.iter().rev().copied().collect();
+    assert_eq!(
+        encode_buffer(&memory, 99 * 8, layout(100, -8)).unwrap(),
+        python_array(&expected).as_bytes()
+    );
+    assert_eq!(
+        encode_buffer(&memory, 8, layout(5, 0)).unwrap(),
+        python_array(&[values[1]; 5]).as_bytes()
+    );
+    // f32 elements at an odd offset, every other one: unaligned loads.
+    let mut unaligned = vec![0u8];
+    unaligned.extend(bytes_of(&values, FloatType::F32, ByteOrder::Big));
+    let every_other = FloatLayout {
+        element: FloatType::F32,
+        order: ByteOrder::Big,
+        len: 50,
+        stride: 8,
+    };
+    let expected: Vec<f64> = values
+        .iter()
+        .step_by(2)
+        .map(|&value| f64::from(value as f32))
+        .collect();
+    assert_eq!(
+        encode_buffer(&unaligned, 1, every_other).unwrap(),
+        python_array(&expected).as_bytes()
+    );
+}
+
+#[test]
+fn non_finite_buffer_element_names_its_index() {
+    let mut values = sample_values(300);
+    values[257] = f64::NEG_INFINITY;
+    let memory = bytes_of(&values, FloatType::F32, ByteOrder::Little);
+    let layout = FloatLayout {
+        element: FloatType::F32,
+        order: ByteOrder::Little,
+        len: 300,
+        stride: 4,
+    };
+    assert_eq!(
+        encode_buffer(&memory, 0, layout),
+        Err(FloatError::NotFinite {
+            index: 257,
+            value: f64::NEG_INFINITY
+        })
+    );
+}
+
+#[test]
+fn layouts_outside_the_memory_are_rejected() {
+    let memory = [0u8; 16];
+    let layout = |len, stride| FloatLayout {
+        element: FloatType::F32,
+        order: ByteOrder::Little,
+        len,
+        stride,
+    };
+    assert_eq!(
+        encode_buffer(&memory, 0, layout(5, 4)),
+        Err(FloatError::OutOfBounds {
+            index: 4,
+            buffer_len: 16
+        })
+    );
+    assert_eq!(
+        encode_buffer(&memory, 0, layout(2, -4)),
+        Err(FloatError::OutOfBounds {
+            index: 1,
+            buffer_len: 16
+        })
+    );
+    assert_eq!(
+        encode_buffer(&memory, 13, layout(1, 4)),
+        Err(FloatError::OutOfBounds {
+            index: 0,
+            buffer_len: 16
+        })
+    );
+    assert!(encode_buffer(&memory, 0, layout(usize::MAX, isize::MAX)).is_err());
+    assert_eq!(encode_buffer(&memory, 16, layout(0, 4)).unwrap(), b"[]");
+    assert_eq!(encode_buffer(&memory, 12, layout(1, 4)).unwrap(), b"[0.0]");
+}
+
+#[test]
+fn absurd_lengths_report_out_of_memory() {
+    let memory = [0u8; 8];
+    for len in [usize::MAX / 2, 1 << 44] {
+        let broadcast = FloatLayout {
+            element: FloatType::F64,
+            order: ByteOrder::Little,
+            len,
+            stride: 0,
+        };
+        assert!(
+            matches!(
+                encode_buffer(&memory, 0, broadcast),
+                Err(FloatError::OutOfMemory { .. })
+            ),
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn errors_display_what_went_wrong() {
+    let not_finite = FloatError::NotFinite {
+        index: 3,
+        value: f64::NAN,
+    };
+    assert_eq!(
+        not_finite.to_string(),
+        "element 3 is NaN, but JSON has no NaN or infinity: \
+         replace or drop non-finite values before encoding"
+    );
+    let out_of_bounds = FloatError::OutOfBounds {
+        index: 4,
+        buffer_len: 16,
+    };
+    assert_eq!(
+        out_of_bounds.to_string(),
+        "element 4 lies outside the buffer of 16 bytes"
+    );
+    assert_eq!(
+        FloatError::OutOfMemory { bytes: 10 }.to_string(),
+        "cannot allocate 10 bytes for the JSON output"
+    );
+}

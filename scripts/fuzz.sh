@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz the Rust encoder for SECONDS seconds (default 60) with cargo-fuzz, which is
-# installed first if missing.
+# Fuzz the Rust encoders for SECONDS seconds each (default 60) with cargo-fuzz, which
+# is installed first if missing: the integer target, then the float one.
 #
 # It runs without a sanitizer ("--sanitizer none"), because AddressSanitizer needs a
 # nightly toolchain; the target itself checks every output against a reference and
@@ -11,6 +11,8 @@ seconds="${1:-60}"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.2 --locked
 fi
-mkdir -p fuzz/corpus/encode
-cargo fuzz run --sanitizer none -O encode -- \
-    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
+for target in encode floats; do
+    mkdir -p "fuzz/corpus/$target"
+    cargo fuzz run --sanitizer none -O "$target" -- \
+        -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
+done

@@ -54,6 +54,10 @@ SPECIAL = [
     1 / 3,
     math.pi,
     float(np.float32(0.1)),
+    # Exact ties between two shortest forms, where Python keeps the even last digit.
+    2.0**-25,
+    1000000000000000.25,
+    5e-324 * 3,
 ]
 
 ENCODERS = [encode_floats, _fallback.encode_floats]

@@ -40,4 +40,4 @@ def test_readme_examples_match_comments() -> None:
         exec("\n".join(pending), namespace)
     finally:
         tinker_accel.disable()
-    assert checked == 12
+    assert checked == 14

@@ -428,21 +428,40 @@ pub(crate) fn dimension_error(view: &ffi::Py_buffer, items: &str) -> PyErr {
     ))
 }
 
+/// Returns the struct-module format of a view's items ("B" when it gives none).
+pub(crate) fn view_format(view: &ffi::Py_buffer) -> String {
+    if view.format.is_null() {
+        return "B".to_owned();
+    }
+    // SAFETY: the exporter fills `format` with a NUL-terminated string that lives as
+    // long as the view.
+    unsafe { CStr::from_ptr(view.format) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Returns the item count and the stride in bytes of a 1-D view.
+pub(crate) fn view_len_and_stride(view: &ffi::Py_buffer) -> (usize, isize) {
+    debug_assert_eq!(view.ndim, 1);
+    // SAFETY: `ndim == 1` and PyBUF_RECORDS_RO asked for shape and strides, so both
+    // arrays have one entry (CPython fills `strides` for every exporter at this level).
+    let len = usize::try_from(unsafe { *view.shape }).unwrap_or(0);
+    let stride = if view.strides.is_null() {
+        view.itemsize
+    } else {
+        // SAFETY: as above.
+        unsafe { *view.strides }
+    };
+    (len, stride)
+}
+
 /// Reads the layout of an exported buffer, or returns `None` for a buffer of Python
 /// objects (numpy's object arrays), whose items must go through `operator.index`.
 fn layout_of(view: &ffi::Py_buffer) -> PyResult<Option<Layout>> {
     if view.ndim != 1 {
         return Err(dimension_error(view, "token IDs"));
     }
-    let format = if view.format.is_null() {
-        "B".to_owned()
-    } else {
-        // SAFETY: the exporter fills `format` with a NUL-terminated string that lives
-        // as long as the view.
-        unsafe { CStr::from_ptr(view.format) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    let format = view_format(view);
     if format == "O" {
         return Ok(None);
     }
@@ -454,16 +473,7 @@ fn layout_of(view: &ffi::Py_buffer) -> PyResult<Option<Layout>> {
             "unsupported item size {itemsize} for buffer format {format:?}"
         ))
     })?;
-
-    // SAFETY: `ndim == 1` and PyBUF_RECORDS_RO asked for shape and strides, so both
-    // arrays have one entry (CPython fills `strides` for every exporter at this level).
-    let len = usize::try_from(unsafe { *view.shape }).unwrap_or(0);
-    let stride = if view.strides.is_null() {
-        view.itemsize
-    } else {
-        // SAFETY: as above.
-        unsafe { *view.strides }
-    };
+    let (len, stride) = view_len_and_stride(view);
     Ok(Some(Layout {
         element,
         order,
@@ -850,7 +860,10 @@ pub(crate) fn without_panics<T>(work: impl FnOnce() -> PyResult<T>) -> PyResult<
 
 /// Encode token IDs as a compact JSON array.
 #[pyfunction]
-pub(crate) fn encode_tokens<'py>(py: Python<'py>, tokens: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn encode_tokens<'py>(
+    py: Python<'py>,
+    tokens: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let encoded = without_panics(|| encode_any(py, tokens))?;
     Ok(encoded.into_bytes(py))
 }
@@ -934,8 +947,14 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(tokens_to_list, module)?)?;
     module.add_function(wrap_pyfunction!(_list_reader, module)?)?;
     module.add_function(wrap_pyfunction!(dumps_document, module)?)?;
-    module.add_function(wrap_pyfunction!(crate::python_floats::encode_floats, module)?)?;
-    module.add_function(wrap_pyfunction!(crate::python_floats::_encode_exact, module)?)?;
+    module.add_function(wrap_pyfunction!(
+        crate::python_floats::encode_floats,
+        module
+    )?)?;
+    module.add_function(wrap_pyfunction!(
+        crate::python_floats::_encode_exact,
+        module
+    )?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     object_layout::init(module.py())?;
     Ok(())

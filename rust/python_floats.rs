@@ -1,8 +1,6 @@
 //! PyO3 glue of the float encoder: Python lists, sequences and float buffers in,
 //! compact JSON bytes out, as `json.dumps([float(v) for v in values])` writes them.
 
-use std::ffi::CStr;
-
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -13,7 +11,7 @@ use crate::floats::{self, FloatError, FloatLayout, FloatType, FloatWriter};
 use crate::object_layout;
 use crate::python::{
     dimension_error, has_buffer, is_sequence, reject_masked_values, short_repr, type_name,
-    without_panics, BufferView, SendPtr,
+    view_format, view_len_and_stride, without_panics, BufferView, SendPtr,
 };
 
 const ACCEPTED: &str = "a list or tuple of floats, a sequence of real numbers, \
@@ -90,9 +88,7 @@ fn encode_items(values: &Bound<'_, PyAny>, hint: usize) -> PyResult<Vec<u8>> {
             count = 0;
         }
     }
-    writer
-        .extend_f64s(&pending[..count])
-        .map_err(to_py_error)?;
+    writer.extend_f64s(&pending[..count]).map_err(to_py_error)?;
     writer.finish().map_err(to_py_error)
 }
 
@@ -146,9 +142,7 @@ fn encode_list_or_tuple(values: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
             count = 0;
         }
     }
-    writer
-        .extend_f64s(&pending[..count])
-        .map_err(to_py_error)?;
+    writer.extend_f64s(&pending[..count]).map_err(to_py_error)?;
     writer.finish().map_err(to_py_error)
 }
 
@@ -158,15 +152,7 @@ fn float_layout_of(view: &ffi::Py_buffer) -> PyResult<Option<FloatLayout>> {
     if view.ndim != 1 {
         return Err(dimension_error(view, "floats"));
     }
-    let format = if view.format.is_null() {
-        "B".to_owned()
-    } else {
-        // SAFETY: the exporter fills `format` with a NUL-terminated string that lives
-        // as long as the view.
-        unsafe { CStr::from_ptr(view.format) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    let format = view_format(view);
     if format == "O" {
         return Ok(None);
     }
@@ -186,15 +172,7 @@ fn float_layout_of(view: &ffi::Py_buffer) -> PyResult<Option<FloatLayout>> {
             )))
         }
     };
-    // SAFETY: `ndim == 1` and PyBUF_RECORDS_RO asked for shape and strides, so both
-    // arrays have one entry.
-    let len = usize::try_from(unsafe { *view.shape }).unwrap_or(0);
-    let stride = if view.strides.is_null() {
-        view.itemsize
-    } else {
-        // SAFETY: as above.
-        unsafe { *view.strides }
-    };
+    let (len, stride) = view_len_and_stride(view);
     Ok(Some(FloatLayout {
         element,
         order,

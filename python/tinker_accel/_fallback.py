@@ -115,14 +115,18 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _buffer_ints(view: memoryview) -> list[int] | None:
-    """Return the integers of a 1-D buffer, or None for a buffer of Python objects."""
+def _check_one_dimensional(view: memoryview, items: str) -> None:
     if view.ndim != 1:
         shape = view.shape or ()
         shape_text = f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
         raise ValueError(
-            f"expected a 1-D buffer of token IDs, got a {view.ndim}-D buffer of shape {shape_text}"
+            f"expected a 1-D buffer of {items}, got a {view.ndim}-D buffer of shape {shape_text}"
         )
+
+
+def _buffer_ints(view: memoryview) -> list[int] | None:
+    """Return the integers of a 1-D buffer, or None for a buffer of Python objects."""
+    _check_one_dimensional(view, "token IDs")
     if view.format == "O":
         return None
     signed, order = _parse_format(view.format)
@@ -259,12 +263,7 @@ def _join_floats(values: Iterable[float]) -> bytes:
 
 def _buffer_floats(view: memoryview) -> list[float] | None:
     """Return the values of a 1-D float buffer, or None for a buffer of Python objects."""
-    if view.ndim != 1:
-        shape = view.shape or ()
-        shape_text = f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
-        raise ValueError(
-            f"expected a 1-D buffer of floats, got a {view.ndim}-D buffer of shape {shape_text}"
-        )
+    _check_one_dimensional(view, "floats")
     if view.format == "O":
         return None
     format_text = view.format

@@ -27,8 +27,8 @@ fn split_scientific(text: &str) -> (String, i32) {
 }
 
 /// Returns the exact decimal expansion of the finite nonzero `value` as significant
-/// digits and the power of ten of the first one, if it has at most 19 digits, as it
-/// must to lie halfway between two shortest candidates of at most 17 digits.
+/// digits and the power of ten of the first one, if it has at most 19 digits. Only
+/// such a value can lie halfway between two shortest candidates of at most 17 digits.
 fn short_exact_expansion(value: f64) -> Option<(String, i32)> {
     let bits = value.abs().to_bits();
     let biased_exponent = (bits >> 52) as i32;
@@ -164,7 +164,7 @@ fn encoder_repr(value: f64) -> String {
 
 /// Checks that `encode_f64s` writes `values` as Python does, and on a mismatch names
 /// the first value that differs. Returns how many values were checked.
-fn check_against_reference(values: &[f64], what: &str) -> usize {
+fn check_against_reference(values: &[f64], case: &str) -> usize {
     let encoded = encode_f64s(values).unwrap();
     let expected = python_array(values);
     if encoded != expected.as_bytes() {
@@ -172,11 +172,11 @@ fn check_against_reference(values: &[f64], what: &str) -> usize {
             assert_eq!(
                 encoder_repr(value),
                 python_repr(value),
-                "{what}: value with bits {:#018x}",
+                "{case}: value with bits {:#018x}",
                 value.to_bits()
             );
         }
-        panic!("{what}: the arrays differ although every value matches");
+        panic!("{case}: the arrays differ although every value matches");
     }
     values.len()
 }
@@ -193,8 +193,8 @@ impl XorShift {
     }
 }
 
-/// Values with their reprs as CPython 3.11.7 printed them with `repr(x)`; the f32
-/// cases as `repr(float(numpy.float32(x)))` printed them with numpy 2.4.6.
+/// Returns values with their reprs as CPython 3.11.7 printed them with `repr(x)`. The
+/// f32 cases are as `repr(float(numpy.float32(x)))` printed them with numpy 2.4.6.
 // The tie cases spell out their exact values, which are longer than their reprs.
 #[allow(clippy::excessive_precision)]
 fn cpython_table() -> Vec<(f64, &'static str)> {
@@ -480,9 +480,9 @@ fn random_short_decimals_and_log_probabilities() {
 #[test]
 fn rewrite_reads_other_notations() {
     // The crate's uncommon forms take `rewrite`, which must lay out Python's repr from
-    // any decimal form: the standard library's plain (`0.00001`, `1000…000`, no
-    // `.0`), scientific without a `+` (`1e16`, like the ryu crate) and debug forms,
-    // and the crate's own scientific form with a `+`.
+    // any decimal form. The standard library writes plain (`0.00001`, `1000…000`
+    // without `.0`), scientific (`1e16`, without the `+` that zmij writes) and debug
+    // forms, and the fourth form adds that `+`.
     let mut random = XorShift(0x0707_0707_0707_0707);
     let mut values: Vec<f64> = powers_of_ten()
         .map(|(_, value)| value)
@@ -543,15 +543,15 @@ fn f32_values_are_widened_first() {
 }
 
 /// Checks a set of f32 bit patterns through widening, in chunks.
-fn check_f32_bits(bits: impl Iterator<Item = u32>, what: &str) -> usize {
+fn check_f32_bits(bits: impl Iterator<Item = u32>, case: &str) -> usize {
     let singles: Vec<f32> = bits.map(f32::from_bits).filter(|v| v.is_finite()).collect();
     let mut checked = 0;
     for chunk in singles.chunks(1 << 16) {
         let widened: Vec<f64> = chunk.iter().map(|&value| f64::from(value)).collect();
         let encoded = encode_f32s(chunk).unwrap();
         if encoded != python_array(&widened).as_bytes() {
-            check_against_reference(&widened, what);
-            panic!("{what}: encode_f32s differs from encode_f64s of the widened values");
+            check_against_reference(&widened, case);
+            panic!("{case}: encode_f32s differs from encode_f64s of the widened values");
         }
         checked += chunk.len();
     }
@@ -717,7 +717,7 @@ fn bytes_of(values: &[f64], element: FloatType, order: ByteOrder) -> Vec<u8> {
     memory
 }
 
-/// Values that each element type holds exactly.
+/// Returns values that both element types represent exactly.
 fn sample_values(count: usize) -> Vec<f64> {
     (0..count)
         .map(|index| f64::from(index as f32 * -0.375 + 1e-3) * 2f64.powi(index as i32 % 40 - 20))

@@ -391,7 +391,7 @@ def float_values(n: int, count: int, seed: int) -> list[np.ndarray]:
 
 
 def json_floats(values: Any) -> bytes:
-    """The stock path: json.dumps of Python floats, compact, NaN refused."""
+    """Encode as the stock path does: json.dumps of Python floats, compact, NaN refused."""
     if not isinstance(values, list):
         values = values.tolist()
     return json.dumps(values, separators=(",", ":"), allow_nan=False).encode()

@@ -111,6 +111,7 @@ fn encode_list_or_tuple(values: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
     let mut writer = FloatWriter::with_capacity(size.max(0) as usize);
     let mut pending = [0f64; PENDING];
     let mut count = 0;
+
     let mut index: isize = 0;
     while index < size {
         // SAFETY: `index < size` and no Python code has run since `size` was read, so

@@ -1,9 +1,9 @@
 //! Fuzz target over the float encoder: strided float32 and float64 buffers from the
 //! input bytes, compared with Python's repr built from Rust's own shortest digits.
 //!
-//! The first bytes choose the element type, byte order, stride, start and length;
-//! the rest is the buffer, so every bit pattern (subnormals, NaN payloads, infinities)
-//! comes up.
+//! The first bytes choose the element type, byte order, stride, start and length.
+//! The rest is the buffer, so every bit pattern comes up: subnormals, NaN payloads
+//! and infinities too.
 
 #![no_main]
 
@@ -41,9 +41,10 @@ fn exact_expansion(value: f64) -> Option<(String, i32)> {
 }
 
 /// Returns the shortest round-trip digits of a finite nonzero `value` and the power
-/// of ten of the first one, as CPython picks them: on an exact tie between two
-/// shortest candidates, the one with the even last digit, where Rust's `{:e}` takes
-/// the upper one.
+/// of ten of the first one, as CPython picks them.
+///
+/// On an exact tie between two shortest candidates CPython keeps the one with the
+/// even last digit. Rust's `{:e}` takes the upper one.
 fn shortest_digits(value: f64) -> (String, i32) {
     let scientific = format!("{:e}", value.abs());
     let (mantissa, exponent) = scientific.split_once('e').unwrap();

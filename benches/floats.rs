@@ -58,8 +58,7 @@ fn uniform(count: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-/// Returns log-probabilities `ln(u)`, which take 16 or 17 significant digits, as the
-/// values a sampler returns mostly do.
+/// Returns log-probabilities `ln(u)`, which mostly take 16 or 17 significant digits.
 fn logprobs(count: usize, seed: u64) -> Vec<f64> {
     uniform(count, seed)
         .into_iter()
@@ -67,7 +66,8 @@ fn logprobs(count: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-/// Returns loss weights: mostly `1.0`, a quarter `0.0`, as a prompt mask gives.
+/// Returns loss weights, three quarters `1.0` and a quarter `0.0` in random order,
+/// which is harder on branch prediction than the runs of a real mask.
 fn weights(count: usize, seed: u64) -> Vec<f64> {
     uniform(count, seed)
         .into_iter()

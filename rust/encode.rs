@@ -942,11 +942,10 @@ pub(crate) const fn max_json_len(min: i128, max: i128) -> usize {
     }
 }
 
-/// An element type that a buffer can hold, read from its raw bytes.
-trait Element: Copy {
-    type Wide: Wide;
-    /// Length of the element type's widest decimal form, sign included.
-    const MAX_JSON_LEN: usize;
+/// A number type that a buffer can hold, read from its raw bytes and widened. Both
+/// the integer and the float encoder gather buffers through it.
+pub(crate) trait Load: Copy {
+    type Wide: Copy;
     /// Reads one element at `at`, which need not be aligned, and widens it.
     ///
     /// # Safety
@@ -954,11 +953,25 @@ trait Element: Copy {
     unsafe fn load(at: *const u8, order: ByteOrder) -> Self::Wide;
 }
 
+/// An integer element type that a buffer can hold.
+trait Element: Load<Wide: Wide> {
+    /// Length of the element type's widest decimal form, sign included.
+    const MAX_JSON_LEN: usize;
+}
+
 macro_rules! impl_element {
     ($($ty:ty => $wide:ty),* $(,)?) => {$(
         impl Element for $ty {
-            type Wide = $wide;
             const MAX_JSON_LEN: usize = max_json_len(<$ty>::MIN as i128, <$ty>::MAX as i128);
+        }
+    )*};
+}
+
+/// Implements [`Load`] for number types, each widened with `From` to the type given.
+macro_rules! impl_load {
+    ($($ty:ty => $wide:ty),* $(,)?) => {$(
+        impl Load for $ty {
+            type Wide = $wide;
 
             #[inline(always)]
             unsafe fn load(at: *const u8, order: ByteOrder) -> $wide {
@@ -975,6 +988,19 @@ macro_rules! impl_element {
     )*};
 }
 
+impl_load! {
+    i8 => i64,
+    u8 => u64,
+    i16 => i64,
+    u16 => u64,
+    i32 => i64,
+    u32 => u64,
+    i64 => i64,
+    u64 => u64,
+    f32 => f64,
+    f64 => f64,
+}
+
 impl_element! {
     i8 => i64,
     u8 => u64,
@@ -986,20 +1012,27 @@ impl_element! {
     u64 => u64,
 }
 
-/// Copies elements `first..first + block.len()` of `layout`, widened, into `block`.
+/// Copies elements `first..first + block.len()` of a strided buffer, widened, into
+/// `block`. Element `i` is `stride * i` bytes from `base`.
 ///
 /// # Safety
-/// Every element `first..first + block.len()` of `layout` must be readable from `base`.
+/// Every element `first..first + block.len()` must be readable from `base`.
 #[inline(always)]
-unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, block: &mut [T::Wide]) {
+pub(crate) unsafe fn gather<T: Load>(
+    base: *const u8,
+    stride: isize,
+    order: ByteOrder,
+    first: usize,
+    block: &mut [T::Wide],
+) {
     let size = std::mem::size_of::<T>();
-    if layout.stride == size as isize {
+    if stride == size as isize {
         // The common contiguous case, split out so that the compiler sees a constant
         // stride and order and turns the loop into vector loads and widenings.
         // SAFETY: as below; element `first + offset` is at `start + offset * size`.
         unsafe {
-            let start = base.offset(first as isize * layout.stride);
-            match layout.order {
+            let start = base.offset(first as isize * stride);
+            match order {
                 ByteOrder::Little => {
                     for (offset, slot) in block.iter_mut().enumerate() {
                         *slot = T::load(start.add(offset * size), ByteOrder::Little);
@@ -1019,7 +1052,7 @@ unsafe fn gather<T: Element>(base: *const u8, layout: Layout, first: usize, bloc
         // SAFETY: the caller guarantees the element is readable. A buffer that
         // another thread writes meanwhile gives some value of the element type,
         // never an out-of-bounds read, because the address depends only on `layout`.
-        *slot = unsafe { T::load(base.offset(index * layout.stride), layout.order) };
+        *slot = unsafe { T::load(base.offset(index * stride), order) };
     }
 }
 
@@ -1052,7 +1085,15 @@ unsafe fn encode_elements<T: Element>(
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: elements `first..first + count` are part of `layout`.
-        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
+        unsafe {
+            gather::<T>(
+                base,
+                layout.stride,
+                layout.order,
+                first,
+                &mut block[..count],
+            )
+        };
         T::Wide::extend(&mut writer, &block[..count])?;
         first += count;
     }
@@ -1151,7 +1192,15 @@ unsafe fn elements_len<T: Element>(base: *const u8, layout: Layout) -> usize {
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: elements `first..first + count` are part of `layout`.
-        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
+        unsafe {
+            gather::<T>(
+                base,
+                layout.stride,
+                layout.order,
+                first,
+                &mut block[..count],
+            )
+        };
         total += items_len(&block[..count]);
         first += count;
     }
@@ -1214,7 +1263,13 @@ unsafe fn write_elements_bounded<T: Element>(
         let mut first = 0;
         while first < layout.len {
             let count = BLOCK.min(layout.len - first);
-            gather::<T>(base, layout, first, &mut block[..count]);
+            gather::<T>(
+                base,
+                layout.stride,
+                layout.order,
+                first,
+                &mut block[..count],
+            );
             let values = &block[..count];
             // Cheap check first: room for every item at its widest. Near the end of
             // an exactly sized output only the real length fits.
@@ -1243,7 +1298,13 @@ unsafe fn write_elements<T: Element>(base: *const u8, layout: Layout, out: *mut 
         let mut first = 0;
         while first < layout.len {
             let count = BLOCK.min(layout.len - first);
-            gather::<T>(base, layout, first, &mut block[..count]);
+            gather::<T>(
+                base,
+                layout.stride,
+                layout.order,
+                first,
+                &mut block[..count],
+            );
             position = T::Wide::write(&block[..count], out, position, first > 0);
             first += count;
         }
@@ -1258,33 +1319,52 @@ unsafe fn write_elements<T: Element>(base: *const u8, layout: Layout, out: *mut 
 /// Returns [`EncodeError::OutOfBounds`] if any element does not lie inside `memory`,
 /// and [`EncodeError::OutOfMemory`] if the output cannot be allocated.
 pub fn encode_buffer(memory: &[u8], start: usize, layout: Layout) -> Result<Vec<u8>, EncodeError> {
-    let size = layout.element.size();
-    let out_of_bounds = |index| EncodeError::OutOfBounds {
+    check_bounds(
+        memory.len(),
+        start,
+        layout.len,
+        layout.stride,
+        layout.element.size(),
+    )
+    .map_err(|index| EncodeError::OutOfBounds {
         index,
         buffer_len: memory.len(),
-    };
-    if layout.len > 0 {
-        // The lowest and highest addressed elements are the first and the last ones,
-        // in one order or the other depending on the sign of the stride.
-        let last = layout.len - 1;
-        for index in [0, last] {
-            let offset = isize::try_from(index)
-                .ok()
-                .and_then(|index| index.checked_mul(layout.stride))
-                .and_then(|delta| isize::try_from(start).ok()?.checked_add(delta))
-                .ok_or_else(|| out_of_bounds(index))?;
-            let fits = usize::try_from(offset)
-                .ok()
-                .and_then(|offset| offset.checked_add(size))
-                .is_some_and(|end| end <= memory.len());
-            if !fits {
-                return Err(out_of_bounds(index));
-            }
-        }
-    }
+    })?;
     // SAFETY: the first and the last element lie inside `memory`, and every other
     // element lies between them, so all of them are readable from the shared slice.
     unsafe { encode_raw(memory.as_ptr().wrapping_add(start), layout) }
+}
+
+/// Checks that `len` elements of `size` bytes, `stride` bytes apart from byte `start`
+/// on, lie inside `memory_len` bytes, or returns the index of one that does not.
+pub(crate) fn check_bounds(
+    memory_len: usize,
+    start: usize,
+    len: usize,
+    stride: isize,
+    size: usize,
+) -> Result<(), usize> {
+    if len == 0 {
+        return Ok(());
+    }
+    // The lowest and highest addressed elements are the first and the last ones, in
+    // one order or the other depending on the sign of the stride, and every other
+    // element lies between them.
+    for index in [0, len - 1] {
+        let offset = isize::try_from(index)
+            .ok()
+            .and_then(|index| index.checked_mul(stride))
+            .and_then(|delta| isize::try_from(start).ok()?.checked_add(delta))
+            .ok_or(index)?;
+        let fits = usize::try_from(offset)
+            .ok()
+            .and_then(|offset| offset.checked_add(size))
+            .is_some_and(|end| end <= memory_len);
+        if !fits {
+            return Err(index);
+        }
+    }
+    Ok(())
 }
 
 /// Encodes `len` values `start, start + step, ...`, as a Python `range` yields them.

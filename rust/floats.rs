@@ -17,7 +17,7 @@ use std::fmt;
 use std::ops::Range;
 use std::ptr;
 
-use crate::encode::{ByteOrder, EncodeError, Output};
+use crate::encode::{check_bounds, gather, ByteOrder, EncodeError, Load, Output};
 
 /// Most bytes the repr of a finite f64 takes, as in `-1.2345678901234567e-308`.
 pub const MAX_REPR_LEN: usize = 24;
@@ -698,83 +698,9 @@ pub struct FloatLayout {
     pub stride: isize,
 }
 
-/// A float type that a buffer can hold, read from its raw bytes.
-trait FloatElement: Copy {
-    const SIZE: usize;
-
-    /// Reads one element at `at`, which need not be aligned, and widens it.
-    ///
-    /// # Safety
-    /// `at..at + SIZE` must be readable.
-    unsafe fn load(at: *const u8, order: ByteOrder) -> f64;
-}
-
-macro_rules! impl_float_element {
-    ($($ty:ty),*) => {$(
-        impl FloatElement for $ty {
-            const SIZE: usize = std::mem::size_of::<$ty>();
-
-            #[inline(always)]
-            unsafe fn load(at: *const u8, order: ByteOrder) -> f64 {
-                // SAFETY: the caller guarantees SIZE readable bytes at `at`, and
-                // `read_unaligned` has no alignment requirement.
-                let bytes = unsafe { ptr::read_unaligned(at.cast::<[u8; Self::SIZE]>()) };
-                let value = match order {
-                    ByteOrder::Little => <$ty>::from_le_bytes(bytes),
-                    ByteOrder::Big => <$ty>::from_be_bytes(bytes),
-                };
-                f64::from(value)
-            }
-        }
-    )*};
-}
-
-impl_float_element!(f32, f64);
-
-/// Copies elements `first..first + block.len()` of `layout`, widened, into `block`.
-///
-/// # Safety
-/// Every element `first..first + block.len()` of `layout` must be readable from `base`.
-#[inline(always)]
-unsafe fn gather<T: FloatElement>(
-    base: *const u8,
-    layout: FloatLayout,
-    first: usize,
-    block: &mut [f64],
-) {
-    if layout.stride == T::SIZE as isize {
-        // The common contiguous case, split out so that the stride and the order are
-        // constants the compiler can turn into vector loads.
-        // SAFETY: as below; element `first + offset` is at `start + offset * SIZE`.
-        unsafe {
-            let start = base.offset(first as isize * layout.stride);
-            match layout.order {
-                ByteOrder::Little => {
-                    for (offset, slot) in block.iter_mut().enumerate() {
-                        *slot = T::load(start.add(offset * T::SIZE), ByteOrder::Little);
-                    }
-                }
-                ByteOrder::Big => {
-                    for (offset, slot) in block.iter_mut().enumerate() {
-                        *slot = T::load(start.add(offset * T::SIZE), ByteOrder::Big);
-                    }
-                }
-            }
-        }
-        return;
-    }
-    for (offset, slot) in block.iter_mut().enumerate() {
-        let index = (first + offset) as isize;
-        // SAFETY: the caller guarantees the element is readable. A buffer that another
-        // thread writes meanwhile gives some value of the element type, never an
-        // out-of-bounds read, because the address depends only on `layout`.
-        *slot = unsafe { T::load(base.offset(index * layout.stride), layout.order) };
-    }
-}
-
 /// # Safety
 /// As for [`encode_raw`].
-unsafe fn encode_elements<T: FloatElement>(
+unsafe fn encode_elements<T: Load<Wide = f64>>(
     base: *const u8,
     layout: FloatLayout,
 ) -> Result<Vec<u8>, FloatError> {
@@ -784,7 +710,15 @@ unsafe fn encode_elements<T: FloatElement>(
     while first < layout.len {
         let count = BLOCK.min(layout.len - first);
         // SAFETY: elements `first..first + count` are part of `layout`.
-        unsafe { gather::<T>(base, layout, first, &mut block[..count]) };
+        unsafe {
+            gather::<T>(
+                base,
+                layout.stride,
+                layout.order,
+                first,
+                &mut block[..count],
+            )
+        };
         writer.extend_block(&block[..count])?;
         first += count;
     }
@@ -824,30 +758,17 @@ pub fn encode_buffer(
     start: usize,
     layout: FloatLayout,
 ) -> Result<Vec<u8>, FloatError> {
-    let size = layout.element.size();
-    let out_of_bounds = |index| FloatError::OutOfBounds {
+    check_bounds(
+        memory.len(),
+        start,
+        layout.len,
+        layout.stride,
+        layout.element.size(),
+    )
+    .map_err(|index| FloatError::OutOfBounds {
         index,
         buffer_len: memory.len(),
-    };
-    if layout.len > 0 {
-        // The lowest and highest addressed elements are the first and the last ones,
-        // in one order or the other depending on the sign of the stride.
-        let last = layout.len - 1;
-        for index in [0, last] {
-            let offset = isize::try_from(index)
-                .ok()
-                .and_then(|index| index.checked_mul(layout.stride))
-                .and_then(|delta| isize::try_from(start).ok()?.checked_add(delta))
-                .ok_or_else(|| out_of_bounds(index))?;
-            let fits = usize::try_from(offset)
-                .ok()
-                .and_then(|offset| offset.checked_add(size))
-                .is_some_and(|end| end <= memory.len());
-            if !fits {
-                return Err(out_of_bounds(index));
-            }
-        }
-    }
+    })?;
     // SAFETY: the first and the last element lie inside `memory`, and every other
     // element lies between them, so all of them are readable from the shared slice.
     unsafe { encode_raw(memory.as_ptr().wrapping_add(start), layout) }

@@ -24,3 +24,7 @@ mod encode_tests;
 #[cfg(test)]
 #[path = "floats_tests.rs"]
 mod floats_tests;
+
+#[cfg(test)]
+#[path = "floats_reference.rs"]
+mod floats_reference;

@@ -1,5 +1,5 @@
 //! Fuzz target over the float encoder: strided float32 and float64 buffers from the
-//! input bytes, compared with Python's repr built from Rust's own shortest digits.
+//! input bytes, compared with the reference for Python's repr that the unit tests use.
 //!
 //! The first bytes choose the element type, byte order, stride, start and length.
 //! The rest is the buffer, so every bit pattern comes up: subnormals, NaN payloads
@@ -7,100 +7,14 @@
 
 #![no_main]
 
-use std::fmt::Write;
-
 use libfuzzer_sys::fuzz_target;
 use tinker_accel::encode::ByteOrder;
 use tinker_accel::floats::{encode_buffer, FloatError, FloatLayout, FloatType};
 
-/// Returns the exact decimal digits of a finite nonzero `value` (no trailing zeros)
-/// and the power of ten of the first one, if there are at most 19 of them.
-fn exact_expansion(value: f64) -> Option<(String, i32)> {
-    let bits = value.abs().to_bits();
-    let (biased, fraction) = ((bits >> 52) as i32, bits & ((1 << 52) - 1));
-    let (mut significand, mut exponent) = if biased == 0 {
-        (fraction, -1074)
-    } else {
-        (fraction | (1 << 52), biased - 1075)
-    };
-    let shift = significand.trailing_zeros() as i32;
-    significand >>= shift;
-    exponent += shift;
-    let (digits, first) = if exponent >= 0 {
-        let scaled = u128::from(significand).checked_mul(1u128.checked_shl(exponent as u32)?)?;
-        let digits = scaled.to_string();
-        let first = digits.len() as i32 - 1;
-        (digits.trim_end_matches('0').to_owned(), first)
-    } else {
-        let k = exponent.unsigned_abs();
-        let scaled = 5u128.checked_pow(k)?.checked_mul(u128::from(significand))?;
-        let digits = scaled.to_string();
-        (digits.clone(), digits.len() as i32 - 1 - k as i32)
-    };
-    (digits.len() <= 19).then_some((digits, first))
-}
-
-/// Returns the shortest round-trip digits of a finite nonzero `value` and the power
-/// of ten of the first one, as CPython picks them.
-///
-/// On an exact tie between two shortest candidates CPython keeps the one with the
-/// even last digit. Rust's `{:e}` takes the upper one.
-fn shortest_digits(value: f64) -> (String, i32) {
-    let scientific = format!("{:e}", value.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap();
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let exponent: i32 = exponent.parse().unwrap();
-    if let Some((exact, exact_exponent)) = exact_expansion(value) {
-        let tie = exact.len() == digits.len() + 1 && exact.ends_with('5');
-        let lower = &exact[..digits.len()];
-        let even = lower.bytes().last().is_some_and(|digit| digit % 2 == 0);
-        if tie && even && lower != digits {
-            let text = format!("{}.{}e{exact_exponent}", &lower[..1], &lower[1..]);
-            if text.parse::<f64>() == Ok(value.abs()) {
-                return (lower.to_owned(), exact_exponent);
-            }
-        }
-    }
-    (digits, exponent)
-}
-
-/// Writes `value` as Python's `repr(float)` does.
-fn python_repr(out: &mut String, value: f64) {
-    if value.is_sign_negative() {
-        out.push('-');
-    }
-    if value == 0.0 {
-        out.push_str("0.0");
-        return;
-    }
-    let (digits, exponent) = shortest_digits(value);
-    if (-4..16).contains(&exponent) {
-        if exponent < 0 {
-            out.push_str("0.");
-            out.push_str(&"0".repeat((-exponent - 1) as usize));
-            out.push_str(&digits);
-        } else {
-            let integer_len = exponent as usize + 1;
-            if digits.len() <= integer_len {
-                out.push_str(&digits);
-                out.push_str(&"0".repeat(integer_len - digits.len()));
-                out.push_str(".0");
-            } else {
-                out.push_str(&digits[..integer_len]);
-                out.push('.');
-                out.push_str(&digits[integer_len..]);
-            }
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let exponent_sign = if exponent < 0 { '-' } else { '+' };
-        write!(out, "e{exponent_sign}{:02}", exponent.abs()).unwrap();
-    }
-}
+// The reference the float encoder's unit tests use, shared as a source file.
+#[path = "../../rust/floats_reference.rs"]
+#[allow(dead_code)]
+mod reference;
 
 fn element_at(memory: &[u8], at: usize, element: FloatType, order: ByteOrder) -> f64 {
     let size = element.size();
@@ -162,14 +76,7 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("expected NotFinite at {index}, got {other:?}"),
         },
         None => {
-            let mut expected = String::from("[");
-            for (index, &value) in values.iter().enumerate() {
-                if index > 0 {
-                    expected.push(',');
-                }
-                python_repr(&mut expected, value);
-            }
-            expected.push(']');
+            let expected = reference::python_array(&values);
             assert_eq!(
                 String::from_utf8(result.unwrap()).unwrap(),
                 expected,

@@ -503,6 +503,11 @@ fn encode_buffer<'py>(py: Python<'py>, buffer: BufferView) -> PyResult<Option<En
             .checked_mul(8)
             .and_then(|bytes| bytes.checked_add(2 + encode::STORE_SLACK))
             .filter(|&bytes| bytes <= IN_PLACE_MAX_BYTES);
+        // The first pass takes time in proportion to the length, so a length whose
+        // smallest output cannot be had fails at once instead (huge broadcast views).
+        if layout.len > MEASURE_CHECK_LEN {
+            encode::check_output_fits(layout.len).map_err(to_py_error)?;
+        }
         let rooms = if bound <= IN_PLACE_MAX_BYTES {
             [Some(Room::Widest(bound)), None]
         } else if let Some(estimate) = estimate {
@@ -530,6 +535,11 @@ fn encode_buffer<'py>(py: Python<'py>, buffer: BufferView) -> PyResult<Option<En
         .map(|bytes| Some(Encoded::Owned(bytes)))
         .map_err(to_py_error)
 }
+
+/// Lengths above which a buffer's smallest possible output is allocated once as a
+/// check before the measuring pass. Below it the pass takes under about 0.1 s.
+#[cfg(unix)]
+const MEASURE_CHECK_LEN: usize = 1 << 26;
 
 /// Largest output bound written in place: glibc's default mmap threshold.
 #[cfg(unix)]

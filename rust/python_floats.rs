@@ -1,7 +1,7 @@
 //! PyO3 glue of the float encoder: Python lists, sequences and float buffers in,
 //! compact JSON bytes out, as `json.dumps([float(v) for v in values])` writes them.
 
-use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString};
@@ -74,6 +74,20 @@ fn as_float(index: usize, item: &Bound<'_, PyAny>) -> PyResult<f64> {
         Err(error) => Err(error),
     }
 }
+
+/// Returns `len(values)` as a size hint: capped, and 0 where `__len__` raises an
+/// Exception, as `operator.length_hint` ignores it. Others, such as
+/// KeyboardInterrupt, propagate.
+fn length_hint(values: &Bound<'_, PyAny>) -> PyResult<usize> {
+    match values.len() {
+        Ok(len) => Ok(len.min(MAX_LENGTH_HINT)),
+        Err(error) if error.is_instance_of::<PyException>(values.py()) => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
+/// Largest item count taken from a `__len__` to size the output up front.
+const MAX_LENGTH_HINT: usize = 1 << 20;
 
 /// Encodes the items of any iterable, converting each as `float()` does.
 fn encode_items(values: &Bound<'_, PyAny>, hint: usize) -> PyResult<Vec<u8>> {
@@ -206,11 +220,11 @@ fn encode_buffer_or_items(py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult
             Some(encoded) => Ok(encoded),
             None => {
                 drop(buffer);
-                encode_items(values, values.len().unwrap_or(0))
+                encode_items(values, length_hint(values)?)
             }
         },
         // numpy object arrays refuse to export a buffer but hold Python objects.
-        Err(_) if is_sequence(values) => encode_items(values, values.len().unwrap_or(0)),
+        Err(_) if is_sequence(values) => encode_items(values, length_hint(values)?),
         Err(error) => Err(error),
     }
 }
@@ -242,7 +256,7 @@ fn encode_floats_any(py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<Vec<
             return encode_buffer_or_items(py, &array);
         }
     } else if is_sequence(values) {
-        return encode_items(values, values.len().unwrap_or(0));
+        return encode_items(values, length_hint(values)?);
     }
     Err(PyTypeError::new_err(format!(
         "expected {ACCEPTED}, got {}",

@@ -213,3 +213,31 @@ def test_list_changed_while_converting(encode: Any) -> None:
 def test_float_subclass_converts_as_float_does(encode: Any) -> None:
     values = [HalfFloat(3.0), 1.0]
     assert encode(values) == reference(values) == b"[0.5,1.0]"
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_masked_array_with_masked_entries_is_rejected(encode: Any) -> None:
+    masked = np.ma.array([1.0, 2.0], mask=[False, True])
+    with pytest.raises(TypeError, match=r"masked entries \(1 of 2\)"):
+        encode(masked)
+    assert encode(np.ma.array([1.0, 2.0], mask=[False, False])) == b"[1.0,2.0]"
+
+
+class InterruptingLength:
+    def __getitem__(self, index: int) -> float:
+        raise IndexError(index)
+
+    def __len__(self) -> int:
+        raise KeyboardInterrupt
+
+
+class FailingLength(InterruptingLength):
+    def __len__(self) -> int:
+        raise RuntimeError("no length")
+
+
+def test_length_hint_errors() -> None:
+    # An Exception from __len__ only loses the size hint; KeyboardInterrupt propagates.
+    assert encode_floats(FailingLength()) == b"[]"
+    with pytest.raises(KeyboardInterrupt):
+        encode_floats(InterruptingLength())

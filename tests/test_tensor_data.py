@@ -130,3 +130,22 @@ def test_python_mode_dump_is_unchanged() -> None:
     tinker_accel.enable()
     assert model.model_dump() == stock
     assert model.model_dump(mode="json") == datum([0.5, 1.5]).model_dump(mode="json")
+
+
+def test_float_in_sparse_indices_left_to_pydantic() -> None:
+    # pydantic writes a float in a List[int] field by type inference, NaN as null.
+    targets = TensorData.model_construct(
+        data=[1], dtype="int64", shape=[1, 1], sparse_crow_indices=[math.nan, 0],
+        sparse_col_indices=[0],
+    )  # fmt: skip
+    request = types.SampleRequest(
+        prompt=types.ModelInput.from_ints([1, 2]),
+        sampling_params=types.SamplingParams(max_tokens=1),
+        target_prompt_logprobs=targets,
+    )
+    with pytest.warns(UserWarning, match="serialized value may not be as expected"):
+        stock = stock_dumps(request, exclude_none=True)
+    assert b'"sparse_crow_indices":[null,0]' in stock
+    tinker_accel.enable()
+    with pytest.warns(UserWarning, match="serialized value may not be as expected"):
+        assert tinker_accel.request_body(request) == stock

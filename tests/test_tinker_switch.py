@@ -3,6 +3,7 @@ that an accelerated body is the stock body."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import json
@@ -411,10 +412,11 @@ def test_untested_versions_leave_tinker_unchanged(
     assert types.EncodedTextChunk.model_fields["tokens"].annotation is annotation
 
 
-def test_untested_version_allowed_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("setting", ["1", "true", "yes", "on", " ON "])
+def test_untested_version_allowed_on_request(monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
     from tinker_accel import _tinker
 
-    monkeypatch.setenv("TINKER_ACCEL_ALLOW_UNTESTED", "1")
+    monkeypatch.setenv("TINKER_ACCEL_ALLOW_UNTESTED", setting)
     monkeypatch.setattr(_tinker, "_tinker_version", lambda: "0.39.0")
     tinker_accel.enable()
     assert tinker_accel.is_enabled()
@@ -429,3 +431,32 @@ def test_status_names_the_resources_with_pre_encoded_bodies(accelerated: None) -
     assert status["pre_encoded_resources"] == ["sampling", "training"]
     hook = vars(training)["model_dump"]
     assert hook.__wrapped__ is not None
+
+
+def test_encoded_body_is_bytes_with_its_stock_dict() -> None:
+    from tinker_accel._tinker import EncodedBody
+
+    built: list[int] = []
+
+    def stock() -> dict[str, object]:
+        built.append(1)
+        return {"a": 1, "b": [2]}
+
+    body = EncodedBody(b'{"a":1,"b":[2]}', stock)
+    assert body == b'{"a":1,"b":[2]}'
+    assert isinstance(body, bytes)
+    assert built == []
+    assert body.stock() == {"a": 1, "b": [2]}
+    assert built == [1]
+    copied = copy.deepcopy(body)
+    assert type(copied) is bytes
+    assert copied == body
+
+
+def test_build_request_hook_is_restored(accelerated: None) -> None:
+    import tinker._base_client as base_client
+
+    hooked = vars(base_client.BaseClient)["_build_request"]
+    assert hooked.__wrapped__ is not None
+    tinker_accel.disable()
+    assert not hasattr(vars(base_client.BaseClient)["_build_request"], "__wrapped__")

@@ -283,6 +283,7 @@ def encode_floats(values: Any) -> bytes:
     kind = type(values)
     if kind is list or kind is tuple:
         return _join_floats(_as_float(index, item) for index, item in enumerate(values))
+    _reject_masked_values(values)
     view = _buffer_view(values)
     if view is None and hasattr(values, "__array__"):
         values = values.__array__()

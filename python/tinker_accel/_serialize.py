@@ -73,6 +73,20 @@ def _serialize_token_ids(tokens: Any, info: SerializationInfo) -> Any:
     return _as_json_list(tokens)
 
 
+def serialize_tensor_indices(
+    values: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+) -> Any:
+    """Serialize a ``List[int]`` field, such as ``TensorData.sparse_col_indices``, as
+    ``serialize_tensor_values`` does, for lists of exact ints only.
+
+    pydantic writes a float in such a list through type inference, which turns NaN
+    into ``null``, so floats there go to pydantic.
+    """
+    if type(values) is list and values and type(values[0]) is int:
+        return serialize_tensor_values(values, handler, info)
+    return handler(values)
+
+
 def serialize_tensor_values(
     values: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
 ) -> Any:

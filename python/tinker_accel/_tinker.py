@@ -18,7 +18,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, WrapSerializer
 
-from tinker_accel._serialize import TokenIds, dumps_model, serialize_tensor_values
+from tinker_accel._serialize import (
+    TokenIds,
+    dumps_model,
+    serialize_tensor_indices,
+    serialize_tensor_values,
+)
 
 logger = logging.getLogger("tinker_accel")
 
@@ -43,6 +48,8 @@ class _State:
     rebuilt: list[type[BaseModel]] = field(default_factory=list)
     # Resource modules whose `model_dump` was replaced, each with its original.
     body_hooks: list[tuple[Any, Any]] = field(default_factory=list)
+    # tinker's client class and its `_build_request`, while that is replaced.
+    build_request: tuple[Any, Any] | None = None
 
 
 _state: _State | None = None
@@ -194,6 +201,44 @@ def _rebuild(models: list[type[BaseModel]]) -> None:
         model.model_rebuild(force=True)
 
 
+class EncodedBody(bytes):
+    """A pre-encoded JSON request body that remembers how to build the stock one.
+
+    tinker's client sends ``bytes`` as they are, but merges ``extra_body`` only into
+    a dict body. For such a request the ``_build_request`` hook swaps in the stock
+    dict, so the merged body is the stock one.
+    """
+
+    _stock: Any
+
+    def __new__(cls, body: bytes, stock: Any) -> EncodedBody:
+        encoded = super().__new__(cls, body)
+        encoded._stock = stock
+        return encoded
+
+    def stock(self) -> Any:
+        """Return the dict that tinker's own ``model_dump`` builds for this body."""
+        return self._stock()
+
+    def __reduce__(self) -> Any:
+        # Copies are plain bytes: the stock form is only for the merge above.
+        return (bytes, (bytes(self),))
+
+
+def _build_request_hook(original: Any) -> Any:
+    """Return a stand-in for tinker's ``BaseClient._build_request`` that gives a
+    request with ``extra_body`` its stock dict body back before the merge."""
+
+    def build_request(self: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
+        body = getattr(options, "json_data", None)
+        if isinstance(body, EncodedBody) and getattr(options, "extra_json", None) is not None:
+            options = options.model_copy(update={"json_data": body.stock()})
+        return original(self, options, *args, **kwargs)
+
+    build_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return build_request
+
+
 def _body_hook(original: Any) -> Any:
     """Return a stand-in for a resource module's ``model_dump`` that returns the JSON
     body as bytes, which tinker's client sends as they are."""
@@ -201,6 +246,7 @@ def _body_hook(original: Any) -> Any:
     def accelerated_model_dump(model: BaseModel, **options: Any) -> Any:
         if options.get("mode") != "json":
             return original(model, **options)
+        stock_options = dict(options)
         options.pop("mode")
         # Only the options that tinker passes and pydantic's model_dump takes go through.
         dump_options = {
@@ -208,7 +254,9 @@ def _body_hook(original: Any) -> Any:
             for key in ("exclude", "exclude_unset", "exclude_defaults", "exclude_none", "warnings")
             if key in options
         }
-        return dumps_model(model, **dump_options)
+        return EncodedBody(
+            dumps_model(model, **dump_options), lambda: original(model, **stock_options)
+        )
 
     accelerated_model_dump.__wrapped__ = original  # type: ignore[attr-defined]
     return accelerated_model_dump
@@ -242,6 +290,19 @@ SUPPORTED_PYDANTIC = ((2, 7, 0), (3, 0, 0))
 _BODY_MODULES = ("tinker.resources.sampling", "tinker.resources.training")
 
 
+def _base_client_class() -> Any:
+    """Return tinker's ``BaseClient`` if it has the ``_build_request`` that the body
+    hooks need for ``extra_body``, else None (and bodies stay with httpx)."""
+    try:
+        module = importlib.import_module("tinker._base_client")
+    except ImportError:
+        return None
+    client = getattr(module, "BaseClient", None)
+    if not isinstance(client, type) or not callable(vars(client).get("_build_request")):
+        return None
+    return client
+
+
 def _version_tuple(version: str) -> tuple[int, int, int] | None:
     parts = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
     if parts is None:
@@ -259,7 +320,8 @@ def _version_problems() -> list[str]:
     """Return why the installed tinker or pydantic is outside the tested range."""
     import pydantic
 
-    if os.environ.get("TINKER_ACCEL_ALLOW_UNTESTED", "").strip().lower() in {"1", "true", "yes"}:
+    allowed = os.environ.get("TINKER_ACCEL_ALLOW_UNTESTED", "").strip().lower()
+    if allowed in {"1", "true", "yes", "on"}:
         return []
     problems = []
     for name, found, bounds in (
@@ -299,7 +361,8 @@ def _patch_points() -> tuple[Any, list[Any], list[str]]:
     except (ImportError, IndexError, TypeError) as error:
         problems.append(f"the chunk union tinker.types.model_input_chunk is not readable: {error}")
     body_modules = []
-    for name in _BODY_MODULES:
+    base_client = _base_client_class()
+    for name in _BODY_MODULES if base_client is not None else ():
         try:
             module = importlib.import_module(name)
         except ImportError:
@@ -372,8 +435,13 @@ def enable() -> None:
         logger.info("tinker-accel enabled: %d tinker models rebuilt", len(state.rebuilt))
 
 
-# TensorData fields that hold long lists of numbers.
-_TENSOR_FIELDS = ("data", "sparse_crow_indices", "sparse_col_indices")
+# TensorData fields that hold long lists of numbers, with their serializers: values
+# are ints or floats, the sparse indices ints.
+_TENSOR_FIELDS = {
+    "data": serialize_tensor_values,
+    "sparse_crow_indices": serialize_tensor_indices,
+    "sparse_col_indices": serialize_tensor_indices,
+}
 
 
 def _tensor_classes(types: Any) -> list[type[BaseModel]]:
@@ -412,11 +480,11 @@ def _apply(state: _State, types: Any, body_modules: list[Any]) -> None:
     )
     tensor_classes = _tensor_classes(types)
     for tensor_class in tensor_classes:
-        for name in _TENSOR_FIELDS:
+        for name, function in _TENSOR_FIELDS.items():
             info = tensor_class.model_fields.get(name)
             if info is None:
                 continue
-            serializer = WrapSerializer(serialize_tensor_values, when_used="json")
+            serializer = WrapSerializer(function, when_used="json")
             state.fields.append(
                 _replace_annotation(tensor_class, name, Annotated[info.annotation, serializer])
             )
@@ -430,6 +498,9 @@ def _apply(state: _State, types: Any, body_modules: list[Any]) -> None:
     if not body_modules:
         logger.info("tinker-accel: no body hook in this tinker; bodies stay with httpx")
     elif _httpx_sends_compact_json():
+        client = _base_client_class()
+        state.build_request = (client, client.__dict__["_build_request"])
+        client._build_request = _build_request_hook(state.build_request[1])
         for module in body_modules:
             original = getattr(module, "model_dump")  # noqa: B009
             state.body_hooks.append((module, original))
@@ -497,6 +568,9 @@ def _undo(state: _State) -> None:
     """Reverse every change recorded in ``state``."""
     for module, original in reversed(state.body_hooks):
         setattr(module, "model_dump", original)  # noqa: B010
+    if state.build_request is not None:
+        client, original = state.build_request
+        client._build_request = original
     for model, repr_args in state.reprs:
         if repr_args is _MISSING:
             del model.__repr_args__

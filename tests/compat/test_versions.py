@@ -119,11 +119,30 @@ def _sample_request() -> Any:
     )
 
 
-def _both_ways(send: Callable[[], Any], received: list[tuple[str, str, bytes]]) -> list[Any]:
-    """Send once with the accelerator off and once on; return the two recordings."""
+def _both_ways(
+    send: Callable[[], Any],
+    received: list[tuple[str, str, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[Any]:
+    """Send once with the accelerator off and once on; return the two recordings.
+
+    An accelerated JSON request must have gone through the body hook
+    (``dumps_model``), and any other must not have: a release that stops calling the
+    hooked ``model_dump`` would otherwise pass unnoticed.
+    """
+    from tinker_accel import _tinker
+
+    hooked: list[int] = []
+    original = vars(_tinker)["dumps_model"]
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        hooked.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_tinker, "dumps_model", counting)
     tinker_accel.disable()
     asyncio.run(send())
-    assert tinker_accel.status()["problem"] is None or not tinker_accel.is_enabled()
+    assert hooked == []
     tinker_accel.enable()
     assert tinker_accel.is_enabled(), tinker_accel.status()["problem"]
     try:
@@ -131,6 +150,9 @@ def _both_ways(send: Callable[[], Any], received: list[tuple[str, str, bytes]]) 
     finally:
         tinker_accel.disable()
     assert len(received) == 2
+    assert bool(hooked) == received[1][1].startswith("application/json")
+    # A body the recorder could not read (no Content-Length) would compare equal.
+    assert all(body for _, _, body in received)
     return received
 
 
@@ -138,6 +160,9 @@ def test_switch_turns_on_for_this_release() -> None:
     tinker_accel.enable()
     status = tinker_accel.status()
     assert status["enabled"], status["problem"]
+    # The matrix must test the native module, not the pure-Python fallback.
+    if os.environ.get("TINKER_ACCEL_BACKEND", "").strip().lower() != "python":
+        assert status["backend"] == "rust"
     assert status["token_serializer"]
     assert status["problem"] is None
     # Every release has the sampling hook; releases up to 0.24 have the training one.
@@ -145,14 +170,18 @@ def test_switch_turns_on_for_this_release() -> None:
     _record("pre-encoded resources: " + ", ".join(status["pre_encoded_resources"]))
 
 
-def test_sample_body_is_unchanged(server: tuple[str, list[Any]]) -> None:
+def test_sample_body_is_unchanged(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     base_url, received = server
     request = _sample_request()
 
     async def send() -> None:
         await _client(base_url).sampling.asample(request=request)
 
-    (stock_path, stock_type, stock), (path, content_type, body) = _both_ways(send, received)
+    (stock_path, stock_type, stock), (path, content_type, body) = _both_ways(
+        send, received, monkeypatch
+    )
     assert path == stock_path == "/api/v1/asample"
     assert content_type == stock_type
     assert body == stock
@@ -162,7 +191,9 @@ def test_sample_body_is_unchanged(server: tuple[str, list[Any]]) -> None:
     _record(f"sample ({len(request.prompt.chunks)} chunks: {', '.join(chunk_types) or 'untyped'})")
 
 
-def test_sample_body_with_target_prompt_logprobs(server: tuple[str, list[Any]]) -> None:
+def test_sample_body_with_target_prompt_logprobs(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     if "target_prompt_logprobs" not in types.SampleRequest.model_fields:
         pytest.skip("this release has no target_prompt_logprobs")
     base_url, received = server
@@ -178,7 +209,7 @@ def test_sample_body_with_target_prompt_logprobs(server: tuple[str, list[Any]]) 
     async def send() -> None:
         await _client(base_url).sampling.asample(request=request)
 
-    (_, _, stock), (_, _, body) = _both_ways(send, received)
+    (_, _, stock), (_, _, body) = _both_ways(send, received, monkeypatch)
     assert body == stock
     _record("sample with target_prompt_logprobs")
 
@@ -192,7 +223,9 @@ def _training_input() -> Any:
 
 
 @pytest.mark.parametrize("method", ["forward", "forward_backward"])
-def test_training_body_is_unchanged(server: tuple[str, list[Any]], method: str) -> None:
+def test_training_body_is_unchanged(
+    server: tuple[str, list[Any]], method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base_url, received = server
     training = _client(base_url).training
     if not hasattr(training, method) or (
@@ -210,14 +243,16 @@ def test_training_body_is_unchanged(server: tuple[str, list[Any]], method: str) 
     async def send() -> None:
         await getattr(_client(base_url).training, method)(request=request)
 
-    (_, stock_type, stock), (_, content_type, body) = _both_ways(send, received)
+    (_, stock_type, stock), (_, content_type, body) = _both_ways(send, received, monkeypatch)
     assert content_type == stock_type
     assert body == stock
     transport = "JSON" if content_type.startswith("application/json") else "protobuf"
     _record(f"{method} ({transport})")
 
 
-def test_protobuf_forward_backward_is_unchanged(server: tuple[str, list[Any]]) -> None:
+def test_protobuf_forward_backward_is_unchanged(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     base_url, received = server
     training = _client(base_url).training
     # From 0.22.3 the training resource itself sends protobuf (from 0.25 always). In
@@ -232,13 +267,15 @@ def test_protobuf_forward_backward_is_unchanged(server: tuple[str, list[Any]]) -
     async def send() -> None:
         await _client(base_url, proto_write_fwdbwd=True).training.forward_backward(request=request)
 
-    (_, stock_type, stock), (_, content_type, body) = _both_ways(send, received)
+    (_, stock_type, stock), (_, content_type, body) = _both_ways(send, received, monkeypatch)
     assert content_type == stock_type == "application/x-protobuf"
     assert body == stock
     _record("forward_backward (protobuf, left alone)")
 
 
-def test_foreign_chunk_body_is_unchanged(server: tuple[str, list[Any]]) -> None:
+def test_foreign_chunk_body_is_unchanged(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tinker.types.encoded_text_chunk as module
 
     original = module.EncodedTextChunk
@@ -253,6 +290,46 @@ def test_foreign_chunk_body_is_unchanged(server: tuple[str, list[Any]]) -> None:
     async def send() -> None:
         await _client(base_url).sampling.asample(request=request)
 
-    (_, _, stock), (_, _, body) = _both_ways(send, received)
+    (_, _, stock), (_, _, body) = _both_ways(send, received, monkeypatch)
     assert body == stock
     _record("sample with a chunk from a reloaded module")
+
+
+def _request_options(method: Any, **options: Any) -> dict[str, Any]:
+    """Return the keyword arguments of ``options`` that ``method`` takes."""
+    parameters = inspect.signature(method).parameters
+    return {name: value for name, value in options.items() if name in parameters}
+
+
+def test_optim_step_body_is_unchanged(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, received = server
+    adam = types.AdamParams(learning_rate=3e-05, beta2=0.999, weight_decay=0.01)
+    request = types.OptimStepRequest(adam_params=adam, model_id="m", seq_id=7)
+
+    async def send() -> None:
+        await _client(base_url).training.optim_step(request=request)
+
+    (_, _, stock), (_, _, body) = _both_ways(send, received, monkeypatch)
+    assert body == stock
+    _record("optim_step")
+
+
+def test_extra_body_is_merged_as_stock_merges_it(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, received = server
+    asample = type(_client(base_url).sampling).asample
+    if "extra_body" not in inspect.signature(asample).parameters:
+        pytest.skip("this release's resources take no extra_body")
+    request = _sample_request()
+    extra = _request_options(asample, extra_body={"priority": 1, "note": "ü"})
+
+    async def send() -> None:
+        await _client(base_url).sampling.asample(request=request, **extra)
+
+    (_, _, stock), (_, _, body) = _both_ways(send, received, monkeypatch)
+    assert body == stock
+    assert json.loads(body)["priority"] == 1
+    _record("sample with extra_body")

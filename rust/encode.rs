@@ -1027,8 +1027,8 @@ pub(crate) unsafe fn gather<T: Load>(
 ) {
     let size = std::mem::size_of::<T>();
     if stride == size as isize {
-        // The common contiguous case, split out so that the compiler sees a constant
-        // stride and order and turns the loop into vector loads and widenings.
+        // The common contiguous case, split out so that the stride and order are
+        // constants for the compiler, which then emits vector loads and widenings.
         // SAFETY: as below; element `first + offset` is at `start + offset * size`.
         unsafe {
             let start = base.offset(first as isize * stride);
@@ -1211,12 +1211,12 @@ unsafe fn elements_len<T: Element>(base: *const u8, layout: Layout) -> usize {
 pub const STORE_SLACK: usize = 8;
 
 /// Writes the JSON array of the elements of `layout` into `out`, which has
-/// `capacity` writable bytes, and returns its length; or returns `None`, having
-/// written only within `capacity`, if the array and [`STORE_SLACK`] do not fit.
+/// `capacity` writable bytes, and returns its length. Returns `None` if the array and
+/// [`STORE_SLACK`] do not fit, having written only within `capacity`.
 ///
-/// Sized from [`output_len`], the room is enough unless another thread changes the
-/// values in between; each block is checked after it is copied out of the buffer,
-/// so such changes cannot make the write overflow.
+/// Room sized from [`output_len`] is enough unless another thread changes the values
+/// in between. Each block is checked after it is copied out of the buffer, so such
+/// changes cannot make the write overflow.
 ///
 /// # Safety
 /// As for [`encode_raw`], and `out` must be writable for `capacity` bytes.
@@ -1336,7 +1336,8 @@ pub fn encode_buffer(memory: &[u8], start: usize, layout: Layout) -> Result<Vec<
 }
 
 /// Checks that `len` elements of `size` bytes, `stride` bytes apart from byte `start`
-/// on, lie inside `memory_len` bytes, or returns the index of one that does not.
+/// on, lie inside `memory_len` bytes. On failure, returns the index of an element
+/// outside them.
 pub(crate) fn check_bounds(
     memory_len: usize,
     start: usize,

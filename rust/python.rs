@@ -939,7 +939,7 @@ fn _list_reader() -> &'static str {
 
 /// Return the compact JSON body of `data` as `json.dumps(data, ensure_ascii=False,
 /// separators=(",", ":"), allow_nan=False).encode()` writes it, with `fragments[i]`
-/// in place of the string `placeholder_prefix + str(i)`; or None where only the
+/// in place of the string `placeholder_prefix + str(i)`. Return None where only the
 /// `json` module's own path gives the right output or error.
 #[pyfunction]
 fn dumps_document<'py>(

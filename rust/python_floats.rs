@@ -24,7 +24,7 @@ fn to_py_error(error: FloatError) -> PyErr {
     match error {
         FloatError::NotFinite { index, value } => {
             // The text of json's own error, then what it lacks: the value and where.
-            let shown = if value.is_nan() {
+            let value_text = if value.is_nan() {
                 "nan"
             } else if value > 0.0 {
                 "inf"
@@ -32,7 +32,7 @@ fn to_py_error(error: FloatError) -> PyErr {
                 "-inf"
             };
             PyValueError::new_err(format!(
-                "Out of range float values are not JSON compliant: {shown} at index {index}"
+                "Out of range float values are not JSON compliant: {value_text} at index {index}"
             ))
         }
         FloatError::OutOfMemory { .. } => PyMemoryError::new_err(error.to_string()),

@@ -3,8 +3,8 @@
 # is installed first if missing: the integer target, then the float one.
 #
 # It runs without a sanitizer ("--sanitizer none"), because AddressSanitizer needs a
-# nightly toolchain; the target itself checks every output against a reference and
-# fills the room past each bounded write with guard bytes.
+# nightly toolchain. The targets check every output against a reference, and the
+# integer target checks guard bytes past each bounded write.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"

@@ -187,7 +187,7 @@ def test_random_arrays(values: np.ndarray) -> None:
 
 
 class ClearsList:
-    """Empties a list from its own ``__float__``, as a list iterator sees it."""
+    """Empties a list from its own ``__float__``, which ends a list iterator there."""
 
     def __init__(self, target: list[Any]) -> None:
         self.target = target

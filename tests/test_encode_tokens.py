@@ -118,9 +118,9 @@ def test_buffer_sizes_across_output_strategies(dtype: str, size: int, largest: i
 @pytest.mark.parametrize("size", [1, 300, 5_000, 50_000])
 @pytest.mark.parametrize("kind", [list, tuple])
 def test_long_numbers_grow_the_output_of_lists(size: int, kind: type) -> None:
-    # Lists are written into room for 7 digits per token, which numbers this long
-    # outgrow several times over; negative and wider-than-64-bit ones go on other
-    # paths in between.
+    # Lists are written into room for 7 digits per token, so numbers this long make
+    # the output grow several times. Negative and wider-than-64-bit numbers take
+    # other paths in between.
     generator = np.random.default_rng(size)
     values = [int(value) for value in generator.integers(-(2**63), 2**63 - 1, size)]
     values[size // 2] = 2**64 + size

@@ -26,9 +26,10 @@ def encode_floats(values: Any) -> bytes:
     """Encode floats as a compact JSON array, byte for byte as
     ``json.dumps([float(v) for v in values], separators=(",", ":"), allow_nan=False)``.
 
-    Accepts lists, tuples and other sequences of real numbers (each converted as
-    ``float()`` does, text excepted) and 1-D float32 or float64 buffers of any byte
-    order and stride; float32 values are widened as ``.tolist()`` widens them.
+    Accepts lists, tuples and other sequences of real numbers, each converted as
+    ``float()`` does except that text is rejected. Also accepts 1-D float32 or float64
+    buffers of any byte order and stride, whose float32 values are widened as
+    ``.tolist()`` widens them.
     Raises ValueError naming the index for NaN or infinity, TypeError for other items.
     """
 

@@ -303,6 +303,8 @@ def _base_client_class() -> Any:
     return client
 
 
+# NOTE: only the release numbers are compared, so a pre-release of a lower bound
+# (tinker 0.10.0rc1) passes the check.
 def _version_tuple(version: str) -> tuple[int, int, int] | None:
     parts = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
     if parts is None:

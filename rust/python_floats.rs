@@ -89,21 +89,48 @@ fn length_hint(values: &Bound<'_, PyAny>) -> PyResult<usize> {
 /// Largest item count taken from a `__len__` to size the output up front.
 const MAX_LENGTH_HINT: usize = 1 << 20;
 
-/// Encodes the items of any iterable, converting each as `float()` does.
-fn encode_items(values: &Bound<'_, PyAny>, hint: usize) -> PyResult<Vec<u8>> {
-    let mut writer = FloatWriter::with_capacity(hint);
-    let mut pending = [0f64; PENDING];
-    let mut count = 0;
-    for (index, item) in values.try_iter()?.enumerate() {
-        pending[count] = as_float(index, &item?)?;
-        count += 1;
-        if count == PENDING {
-            writer.extend_f64s(&pending).map_err(to_py_error)?;
-            count = 0;
+/// Values read from Python objects, formatted a block at a time, away from the API
+/// calls that read them.
+struct PendingFloats {
+    writer: FloatWriter,
+    values: [f64; PENDING],
+    count: usize,
+}
+
+impl PendingFloats {
+    fn with_capacity(expected_items: usize) -> Self {
+        Self {
+            writer: FloatWriter::with_capacity(expected_items),
+            values: [0.0; PENDING],
+            count: 0,
         }
     }
-    writer.extend_f64s(&pending[..count]).map_err(to_py_error)?;
-    writer.finish().map_err(to_py_error)
+
+    fn push(&mut self, value: f64) -> PyResult<()> {
+        self.values[self.count] = value;
+        self.count += 1;
+        if self.count == PENDING {
+            self.writer.extend_f64s(&self.values).map_err(to_py_error)?;
+            self.count = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> PyResult<Vec<u8>> {
+        self.writer
+            .extend_f64s(&self.values[..self.count])
+            .map_err(to_py_error)?;
+        self.writer.finish().map_err(to_py_error)
+    }
+}
+
+/// Encodes the items of any iterable, converting each as `float()` does.
+fn encode_items(values: &Bound<'_, PyAny>, hint: usize) -> PyResult<Vec<u8>> {
+    let mut pending = PendingFloats::with_capacity(hint);
+    for (index, item) in values.try_iter()?.enumerate() {
+        pending.push(as_float(index, &item?)?)?;
+    }
+    pending.finish()
 }
 
 /// Encodes an exact list or tuple. Exact floats are read straight from object memory
@@ -122,9 +149,7 @@ fn encode_list_or_tuple(values: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
     };
     let direct = object_layout::layout().is_some();
     let mut size = read_size();
-    let mut writer = FloatWriter::with_capacity(size.max(0) as usize);
-    let mut pending = [0f64; PENDING];
-    let mut count = 0;
+    let mut pending = PendingFloats::with_capacity(size.max(0) as usize);
 
     let mut index: isize = 0;
     while index < size {
@@ -141,7 +166,7 @@ fn encode_list_or_tuple(values: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
         };
         // SAFETY: `item` is live and the GIL is held; `float_value` is given an exact
         // float on an interpreter whose layout `layout()` recognized.
-        pending[count] = if direct && unsafe { ffi::PyFloat_CheckExact(item) } != 0 {
+        let value = if direct && unsafe { ffi::PyFloat_CheckExact(item) } != 0 {
             unsafe { object_layout::float_value(item) }
         } else {
             // SAFETY: the strong reference keeps the item alive while `__float__` runs.
@@ -150,15 +175,10 @@ fn encode_list_or_tuple(values: &Bound<'_, PyAny>, is_list: bool) -> PyResult<Ve
             size = read_size();
             value
         };
-        count += 1;
+        pending.push(value)?;
         index += 1;
-        if count == PENDING {
-            writer.extend_f64s(&pending).map_err(to_py_error)?;
-            count = 0;
-        }
     }
-    writer.extend_f64s(&pending[..count]).map_err(to_py_error)?;
-    writer.finish().map_err(to_py_error)
+    pending.finish()
 }
 
 /// Reads the layout of an exported float buffer, or returns `None` for a buffer of

@@ -216,13 +216,9 @@ def grouped_rows(pairs: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
-def write_readme_table(results: dict[str, Any]) -> None:
-    rows = [
-        "| tinker | pydantic | httpx | result | requests checked |",
-        "|:---|:---|:---|:---|:---|",
-        *grouped_rows(results["pairs"]),
-    ]
-    # One row per pydantic line: its pairs with the oldest and the newest tinker.
+def foreign_chunk_rows(results: dict[str, Any]) -> list[str]:
+    """Return the table of the foreign chunk probe: per pydantic line, its pairs with
+    the oldest and the newest tinker."""
     seeds: dict[tuple[str, str], dict[str, Any]] = {}
     tinkers = sorted({pair["tinker"] for pair in results["pairs"]}, key=version_key)
     for pair in results["pairs"]:
@@ -243,6 +239,15 @@ def write_readme_table(results: dict[str, Any]) -> None:
             f"| {probe['accelerated_seconds'][-1] * 1e6:,.1f} "
             f"| {probe['accelerated_exponent']:.2f} |"
         )
+    return seed_rows
+
+
+def write_readme_table(results: dict[str, Any]) -> None:
+    rows = [
+        "| tinker | pydantic | httpx | result | requests checked |",
+        "|:---|:---|:---|:---|:---|",
+        *grouped_rows(results["pairs"]),
+    ]
     passed = sum(pair["outcome"] == "passed" for pair in results["pairs"])
     block = "\n".join(
         [
@@ -260,10 +265,11 @@ def write_readme_table(results: dict[str, Any]) -> None:
             "the slope of log(time) over log(n); the accelerated time is mostly the fixed "
             "cost of a request body, so its exponent is near 0:",
             "",
-            *seed_rows,
+            *foreign_chunk_rows(results),
             TABLE_END,
         ]
     )
+
     text = README.read_text(encoding="utf-8")
     start, end = text.index(TABLE_START), text.index(TABLE_END) + len(TABLE_END)
     README.write_text(text[:start] + block + text[end:], encoding="utf-8")

@@ -122,6 +122,35 @@ pub(crate) unsafe fn compact_value(item: *mut ffi::PyObject, layout: IntLayout) 
     }
 }
 
+impl IntLayout {
+    /// The size or tag word of a positive int of one digit, the form of almost every
+    /// token ID: one compare tells it apart from every other int.
+    #[inline(always)]
+    pub(crate) fn positive_one_digit_word(self) -> isize {
+        match self {
+            Self::SignedSize => 1,
+            Self::Tagged => 1 << 3,
+        }
+    }
+}
+
+/// Returns the digit of `item` if it is a positive int of one digit, else `None`.
+///
+/// # Safety
+/// As for [`compact_value`], and `word` must be `layout.positive_one_digit_word()`.
+#[inline(always)]
+pub(crate) unsafe fn positive_one_digit(item: *mut ffi::PyObject, word: isize) -> Option<u32> {
+    let base = item.cast::<u8>();
+    // SAFETY: every int object has the size or tag word, and an int whose word marks
+    // one digit has that digit.
+    unsafe {
+        if base.add(SIZE_OR_TAG).cast::<isize>().read() != word {
+            return None;
+        }
+        Some(base.add(AFTER_VAR_HEAD).cast::<u32>().read())
+    }
+}
+
 /// Byte offset of `ob_fval` in a float object, after `PyObject_HEAD`.
 const FLOAT_VALUE: usize = 16;
 

@@ -87,6 +87,27 @@ def test_invalid_inputs_raise_like_native(tokens: Any) -> None:
         assert str(fallback.value) == str(native.value)
 
 
+@pytest.mark.parametrize("module", [_native, _fallback], ids=["native", "fallback"])
+def test_json_token_sequence_passes_exact_ints_through(module: Any) -> None:
+    exact_list = [0, 7, 151_935, 2**70, -3]
+    exact_tuple = tuple(exact_list)
+    assert module._json_token_sequence(exact_list) is exact_list
+    assert module._json_token_sequence(exact_tuple) is exact_tuple
+    empty: list[int] = []
+    assert module._json_token_sequence(empty) is empty
+
+
+@pytest.mark.parametrize("module", [_native, _fallback], ids=["native", "fallback"])
+def test_json_token_sequence_converts_other_items(module: Any) -> None:
+    tokens = [1, True, Color.RED, np.int32(5)]
+    converted = module._json_token_sequence(tokens)
+    assert converted == [1, 1, 7, 5]
+    assert [type(item) for item in converted] == [int, int, int, int]
+    assert tokens == [1, True, Color.RED, np.int32(5)]
+    with pytest.raises(TypeError, match="index 1"):
+        module._json_token_sequence([1, "2"])
+
+
 def test_tokens_to_list_matches_native() -> None:
     tokens = [1, True, Color.RED, 2**70]
     assert _fallback.tokens_to_list(tokens) == _native.tokens_to_list(tokens) == [1, 1, 7, 2**70]

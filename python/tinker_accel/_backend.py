@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
 encode_tokens: Callable[[Any], bytes]
 encode_floats: Callable[[Any], bytes]
 tokens_to_list: Callable[[Any], list[int]]
+json_token_sequence: Callable[[Any], Sequence[int]]
 list_reader: Callable[[], str]
 dumps_document: Callable[[Any, str, list[bytes]], bytes | None]
 encode_exact: Callable[[Any], bytes | None]
@@ -36,6 +37,7 @@ if _native_error is None:
     encode_tokens = _native.encode_tokens
     encode_floats = _native.encode_floats
     tokens_to_list = _native.tokens_to_list
+    json_token_sequence = _native._json_token_sequence
     list_reader = _native._list_reader
     dumps_document = _native.dumps_document
     encode_exact = _native._encode_exact
@@ -50,6 +52,7 @@ else:
     encode_tokens = _fallback.encode_tokens
     encode_floats = _fallback.encode_floats
     tokens_to_list = _fallback.tokens_to_list
+    json_token_sequence = _fallback._json_token_sequence
     list_reader = _fallback._list_reader
     dumps_document = _fallback.dumps_document
     encode_exact = _fallback.encode_exact

@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 ACCEPTED = "a list, tuple or range of ints, a sequence of ints, or a 1-D buffer of integers"
@@ -210,6 +210,16 @@ def tokens_to_list(tokens: Any) -> list[int]:
     if type(tokens) is not list and type(tokens) is not tuple:
         raise _unsupported(tokens)
     return [_as_int(index, item) for index, item in enumerate(tokens)]
+
+
+def _json_token_sequence(tokens: Any) -> Sequence[int]:
+    """Return ``tokens`` itself if it is an exact list or tuple of exact ints, and
+    otherwise what ``tokens_to_list`` returns."""
+    if (type(tokens) is list or type(tokens) is tuple) and all(
+        type(item) is int for item in tokens
+    ):
+        return tokens
+    return tokens_to_list(tokens)
 
 
 def _list_reader() -> str:

@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Any
 
 __version__: str
@@ -14,6 +15,10 @@ def encode_tokens(tokens: Any) -> bytes:
 
 def tokens_to_list(tokens: list[Any] | tuple[Any, ...]) -> list[int]:
     """Return a new list of exact ints from a list or tuple of token IDs."""
+
+def _json_token_sequence(tokens: list[Any] | tuple[Any, ...]) -> Sequence[int]:
+    """Return ``tokens`` itself if it is an exact list or tuple of exact ints, and
+    otherwise what ``tokens_to_list`` returns."""
 
 def dumps_document(data: Any, placeholder_prefix: str, fragments: list[bytes]) -> bytes | None:
     """Return ``json.dumps(data, ensure_ascii=False, separators=(",", ":"),

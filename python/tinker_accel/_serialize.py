@@ -18,7 +18,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, core_schema
 
-from tinker_accel._backend import dumps_document, encode_exact, encode_tokens, tokens_to_list
+from tinker_accel._backend import (
+    dumps_document,
+    encode_exact,
+    encode_tokens,
+    json_token_sequence,
+)
 
 # Context keys under which `dumps_model` collects the encoded arrays of TokenIds fields
 # and the first encoder error. pydantic wraps an error raised inside a serializer and,
@@ -33,9 +38,9 @@ _PLACEHOLDER_PREFIX = f"\x00tinker-accel-{secrets.token_hex(8)}:"
 _QUOTED_PLACEHOLDER_PREFIX = json.dumps(_PLACEHOLDER_PREFIX)[:-1].encode()
 
 
-def _as_json_list(tokens: Any) -> list[int]:
+def _as_json_list(tokens: Any) -> Sequence[int]:
     if type(tokens) is list or type(tokens) is tuple:
-        return tokens_to_list(tokens)
+        return json_token_sequence(tokens)
     result: list[int] = json.loads(encode_tokens(tokens))
     return result
 

@@ -12,8 +12,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::encode::ArrayWriter;
-use crate::json_text::push_string;
+use crate::floats::{write_repr, MAX_REPR_LEN};
+use crate::json_text::{push_string, IntText};
 
 /// Nesting beyond this is left to `json`, which detects cycles and raises
 /// RecursionError the way callers know.
@@ -82,12 +82,7 @@ impl Document<'_> {
 
     fn write_int(&mut self, value: &Bound<'_, PyAny>) -> Result<(), Unsupported> {
         if let Ok(small) = value.extract::<i64>() {
-            let mut writer =
-                ArrayWriter::new_in(Vec::with_capacity(24)).map_err(|_| Unsupported)?;
-            writer.push_i64(small).map_err(|_| Unsupported)?;
-            let array = writer.finish().map_err(|_| Unsupported)?;
-            // Without the brackets.
-            self.head.extend_from_slice(&array[1..array.len() - 1]);
+            self.head.extend_from_slice(IntText::new(small).as_bytes());
             return Ok(());
         }
         // `str` of an exact int is what `json` writes. Past the interpreter's digit
@@ -103,9 +98,11 @@ impl Document<'_> {
             // `json` raises ValueError for these with allow_nan=False.
             return Err(Unsupported);
         }
-        // `json` writes an exact float as its repr.
-        let repr = value.repr().map_err(|_| Unsupported)?;
-        self.head.extend_from_slice(utf8(repr.as_any())?);
+        // `json` writes an exact float as its repr, which `write_repr` writes
+        // byte for byte.
+        let mut repr = [0u8; MAX_REPR_LEN];
+        let len = write_repr(number, &mut repr).ok_or(Unsupported)?;
+        self.head.extend_from_slice(&repr[..len]);
         Ok(())
     }
 

@@ -678,6 +678,35 @@ unsafe impl Output for Vec<u8> {
     }
 }
 
+// SAFETY: every method forwards to `O`, which upholds the contract.
+unsafe impl<O: Output + ?Sized> Output for &mut O {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    #[inline(always)]
+    fn spare(&self) -> usize {
+        (**self).spare()
+    }
+
+    #[inline(always)]
+    fn reserve(&mut self, additional: usize) -> Result<(), EncodeError> {
+        (**self).reserve(additional)
+    }
+
+    #[inline(always)]
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        (**self).as_mut_ptr()
+    }
+
+    #[inline(always)]
+    unsafe fn set_len(&mut self, len: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (**self).set_len(len) }
+    }
+}
+
 /// Builder of one JSON array of integers.
 pub struct ArrayWriter<O: Output = Vec<u8>> {
     out: O,

@@ -36,12 +36,66 @@ pub fn push_string(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'"');
 }
 
+/// The decimal form of an i64, as `str(int)` and `json.dumps` write it.
+pub struct IntText {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl IntText {
+    #[must_use]
+    pub fn new(value: i64) -> Self {
+        let mut bytes = [0u8; 20];
+        let mut start = bytes.len();
+        let mut magnitude = value.unsigned_abs();
+        loop {
+            start -= 1;
+            bytes[start] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            start -= 1;
+            bytes[start] = b'-';
+        }
+        Self { bytes, start }
+    }
+
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
 /// Python writes `\u` escapes with lowercase hex digits.
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
-    use super::push_string;
+    use super::{push_string, IntText};
+
+    #[test]
+    fn int_text_matches_display() {
+        let values = [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            99,
+            100,
+            i64::MAX,
+            i64::MIN,
+            151_935,
+            -7_000_001,
+        ];
+        for value in values {
+            assert_eq!(IntText::new(value).as_bytes(), value.to_string().as_bytes());
+        }
+    }
 
     fn quoted(text: &str) -> String {
         let mut out = Vec::new();

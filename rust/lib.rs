@@ -16,6 +16,8 @@ mod object_layout;
 mod python;
 #[cfg(feature = "python")]
 mod python_floats;
+#[cfg(feature = "python")]
+mod python_plain;
 
 #[cfg(test)]
 #[path = "encode_tests.rs"]

@@ -201,7 +201,7 @@ fn encode_list_or_tuple<'py>(tokens: &Bound<'py, PyAny>, is_list: bool) -> PyRes
 /// The size of a list is read again after any call that can run Python code, so a
 /// list changed by an item's `__index__` behaves as under Python's list iterator.
 /// Tuples cannot change.
-fn fill_from_list_or_tuple<O: Output>(
+pub(crate) fn fill_from_list_or_tuple<O: Output>(
     tokens: &Bound<'_, PyAny>,
     is_list: bool,
     mut writer: ArrayWriter<O>,
@@ -574,7 +574,7 @@ unsafe impl Send for SendMutPtr {}
 /// Output that is a Python bytes object from the start, grown and finally shrunk in
 /// place. Every method needs the GIL, which the list path holds throughout.
 #[cfg(unix)]
-struct BytesOutput {
+pub(crate) struct BytesOutput {
     /// Owned reference; null only after a failed resize, which freed the object.
     object: *mut ffi::PyObject,
     len: usize,
@@ -586,7 +586,7 @@ impl BytesOutput {
     /// Returns an empty output with room for `capacity` bytes, or `None` if the
     /// object cannot be allocated (the caller then uses a vector, which reports its
     /// own error).
-    fn with_capacity(py: Python<'_>, capacity: usize) -> Option<Self> {
+    pub(crate) fn with_capacity(py: Python<'_>, capacity: usize) -> Option<Self> {
         let size = ffi::Py_ssize_t::try_from(capacity).ok()?;
         // SAFETY: a null source requests an uninitialized object of `size` bytes.
         let object = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
@@ -623,7 +623,7 @@ impl BytesOutput {
     }
 
     /// Shrinks the object to the bytes written and returns it.
-    fn into_bytes(mut self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    pub(crate) fn into_bytes(mut self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         self.resize(self.len).map_err(to_py_error)?;
         let object = std::mem::replace(&mut self.object, std::ptr::null_mut());
         // SAFETY: `object` is the owned reference to the resized bytes object.
@@ -1019,6 +1019,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(_list_reader, module)?)?;
     module.add_function(wrap_pyfunction!(_json_token_sequence, module)?)?;
     module.add_function(wrap_pyfunction!(dumps_document, module)?)?;
+    module.add_class::<crate::python_plain::PlainPlan>()?;
     module.add_function(wrap_pyfunction!(
         crate::python_floats::encode_floats,
         module

@@ -20,6 +20,8 @@ json_token_sequence: Callable[[Any], Sequence[int]]
 list_reader: Callable[[], str]
 dumps_document: Callable[[Any, str, list[bytes]], bytes | None]
 encode_exact: Callable[[Any], bytes | None]
+# Writes request bodies straight from models; None without the native module.
+PlainPlan: Any
 
 if os.environ.get("TINKER_ACCEL_BACKEND", "").strip().lower() == "python":
     _native_error: ImportError | None = ImportError("TINKER_ACCEL_BACKEND=python is set")
@@ -41,6 +43,7 @@ if _native_error is None:
     list_reader = _native._list_reader
     dumps_document = _native.dumps_document
     encode_exact = _native._encode_exact
+    PlainPlan = _native.PlainPlan
 else:
     from tinker_accel import _fallback
 
@@ -56,6 +59,7 @@ else:
     list_reader = _fallback._list_reader
     dumps_document = _fallback.dumps_document
     encode_exact = _fallback.encode_exact
+    PlainPlan = None
     if "TINKER_ACCEL_BACKEND" not in os.environ:
         _message = (
             "tinker-accel: the native module could not be loaded "

@@ -43,3 +43,11 @@ def _encode_exact(values: Any) -> bytes | None:
 
 def _list_reader() -> str:
     """Return "direct" where list items are read from the object layout, else "api"."""
+
+class PlainPlan:
+    """How to write one pydantic model class as a JSON body straight from its fields."""
+
+    def __new__(cls, tree: tuple[Any, ...]) -> PlainPlan: ...
+    def dumps(self, model: Any, exclude_none: bool, exclude_unset: bool = False) -> bytes | None:
+        """Return the JSON body of ``model``, or None where pydantic must write it.
+        ``exclude_none`` and ``exclude_unset`` work as the ``model_dump`` options do."""

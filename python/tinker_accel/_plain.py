@@ -159,6 +159,10 @@ def _model(schema: dict[str, Any], definitions: dict[str, Any], depth: int) -> t
 # tinker's models with new schemas, and a new schema needs a new plan.
 _plans: dict[type[BaseModel], tuple[Any, PlainPlan | None]] = {}
 
+# A plan keeps its classes alive, so a program that makes model classes on the fly
+# would keep all of them. Past this many, the cache starts over.
+_MAX_PLANS = 1024
+
 
 def plan_for(model_class: type[BaseModel]) -> PlainPlan | None:
     """Return the plan of ``model_class``, or None where pydantic must write it."""
@@ -170,6 +174,8 @@ def plan_for(model_class: type[BaseModel]) -> PlainPlan | None:
     if PlainPlan is not None and schema is not None:
         tree = plan_tree(model_class)
         plan = None if tree is None else PlainPlan(tree)
+    if len(_plans) >= _MAX_PLANS:
+        _plans.clear()
     _plans[model_class] = (schema, plan)
     return plan
 

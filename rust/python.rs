@@ -192,22 +192,24 @@ fn encode_list_or_tuple<'py>(tokens: &Bound<'py, PyAny>, is_list: bool) -> PyRes
             .and_then(|bytes| bytes.checked_add(2 + encode::STORE_SLACK));
         if let Some(out) = capacity.and_then(|capacity| BytesOutput::with_capacity(py, capacity)) {
             let writer = ArrayWriter::new_in(out).map_err(to_py_error)?;
-            let out = fill_from_list_or_tuple(tokens, is_list, writer)?;
+            let out = fill_from_list_or_tuple(tokens, is_list, writer, false)?;
             return out.into_bytes(py).map(Encoded::Bytes);
         }
     }
     let writer = ArrayWriter::with_capacity(size.max(0) as usize);
-    fill_from_list_or_tuple(tokens, is_list, writer).map(Encoded::Owned)
+    fill_from_list_or_tuple(tokens, is_list, writer, false).map(Encoded::Owned)
 }
 
 /// Writes the items of an exact list or tuple into `writer` and closes the array.
 /// The size of a list is read again after any call that can run Python code, so a
 /// list changed by an item's `__index__` behaves as under Python's list iterator.
-/// Tuples cannot change.
+/// Tuples cannot change. With `exact_ints_only`, an item that is not an exact int
+/// raises TypeError instead, so that no Python code runs.
 pub(crate) fn fill_from_list_or_tuple<O: Output>(
     tokens: &Bound<'_, PyAny>,
     is_list: bool,
     mut writer: ArrayWriter<O>,
+    exact_ints_only: bool,
 ) -> PyResult<O> {
     let py = tokens.py();
     let raw = tokens.as_ptr();
@@ -304,6 +306,10 @@ pub(crate) fn fill_from_list_or_tuple<O: Output>(
         }
 
         // Anything else: bool, int subclasses, other __index__ objects, wide ints.
+        // SAFETY: `item` is live and the GIL is held.
+        if exact_ints_only && unsafe { ffi::PyLong_CheckExact(item) } == 0 {
+            return Err(PyTypeError::new_err("a token is not an exact int"));
+        }
         pending.flush(&mut writer)?;
         // SAFETY: as above. The strong reference keeps the item alive while its
         // `__index__` runs, which may change the list.

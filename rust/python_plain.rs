@@ -17,6 +17,7 @@ use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyTypeError, PyValueError
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::encode::{ArrayWriter, Output};
 use crate::floats::{write_repr, MAX_REPR_LEN};
@@ -100,6 +101,12 @@ impl PlainPlan {
         }
     }
 
+    /// Visits the classes and literal values the plan refers to. A plan is stored on
+    /// its class, so the two form a cycle that only the garbage collector can free.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.root.traverse(&visit)
+    }
+
     /// Return the JSON body of `model`, or None where pydantic must write it.
     /// `exclude_none` and `exclude_unset` work as the `model_dump` options do.
     #[pyo3(signature = (model, exclude_none, exclude_unset = false))]
@@ -131,6 +138,30 @@ impl PlainPlan {
                 Err(Stop::Raise(error)) => Err(error),
             }
         })
+    }
+}
+
+impl ModelPlan {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.class)?;
+        self.fields.iter().try_for_each(|field| {
+            visit.call(&field.name)?;
+            field.kind.traverse(visit)
+        })
+    }
+}
+
+impl Kind {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Self::Literal(values) => values.iter().try_for_each(|value| visit.call(value)),
+            Self::Nullable(inner) | Self::List(inner) | Self::Sequence(inner) => {
+                inner.traverse(visit)
+            }
+            Self::Model(plan) => plan.traverse(visit),
+            Self::Union(choices) => choices.iter().try_for_each(|choice| choice.traverse(visit)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -272,23 +303,24 @@ impl Writer {
             None
         };
 
+        // pydantic writes the fields in the order of the model's `__dict__`, which is
+        // the declared order unless a field was deleted and set again. A different
+        // order, or keys that are not fields, go to pydantic.
+        if values.len() != plan.fields.len() {
+            return Err(Stop::Unsupported);
+        }
         push(out, b"{")?;
         let mut first = true;
-        for field in &plan.fields {
+        for (field, (key, value)) in plan.fields.iter().zip(values.iter()) {
+            let name = field.name.bind(py);
+            if !key.is(name) && !key.eq(name).map_err(|_| Stop::Unsupported)? {
+                return Err(Stop::Unsupported);
+            }
             if let Some(fields_set) = &fields_set {
-                if !fields_set
-                    .contains(field.name.bind(py))
-                    .map_err(|_| Stop::Unsupported)?
-                {
+                if !fields_set.contains(name).map_err(|_| Stop::Unsupported)? {
                     continue;
                 }
             }
-            let Some(value) = values
-                .get_item(field.name.bind(py))
-                .map_err(|_| Stop::Unsupported)?
-            else {
-                return Err(Stop::Unsupported);
-            };
             if self.exclude_none && value.is_none() {
                 continue;
             }
@@ -519,21 +551,22 @@ fn write_tokens<O: Output>(out: &mut O, tokens: &Bound<'_, PyAny>) -> Result<(),
             ffi::PyTuple_CheckExact(raw) != 0,
         )
     };
-    if is_list || is_tuple {
-        // Room for every token ID below 10^7 up front, so the output grows once.
-        let len = tokens.len().map_err(|_| Stop::Unsupported)?;
-        out.reserve(
-            len.saturating_mul(8)
-                .saturating_add(2 + crate::encode::STORE_SLACK),
-        )?;
-        let writer = ArrayWriter::new_in(&mut *out)?;
-        python::fill_from_list_or_tuple(tokens, is_list, writer)
-            .map_err(|error| encoder_error(py, error))?;
-        return Ok(());
+    // Only exact ints in an exact list or tuple: other tokens may run Python code
+    // (`__index__`, `__array__`), which must run once, on pydantic's path, if the
+    // plan gives up later in the body.
+    if !is_list && !is_tuple {
+        return Err(Stop::Unsupported);
     }
-    let encoded = python::encode_tokens(py, tokens).map_err(|error| encoder_error(py, error))?;
-    let bytes = encoded.cast::<PyBytes>().map_err(|_| Stop::Unsupported)?;
-    push(out, bytes.as_bytes())
+    // Room for every token ID below 10^7 up front, so the output grows once.
+    let len = tokens.len().map_err(|_| Stop::Unsupported)?;
+    out.reserve(
+        len.saturating_mul(8)
+            .saturating_add(2 + crate::encode::STORE_SLACK),
+    )?;
+    let writer = ArrayWriter::new_in(&mut *out)?;
+    python::fill_from_list_or_tuple(tokens, is_list, writer, true)
+        .map_err(|error| encoder_error(py, error))?;
+    Ok(())
 }
 
 fn write_exact<O: Output>(out: &mut O, values: &Bound<'_, PyAny>) -> Result<(), Stop> {

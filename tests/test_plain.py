@@ -4,8 +4,10 @@ and errors then stay the stock ones."""
 
 from __future__ import annotations
 
+import gc
 import math
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +15,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    create_model,
+    model_serializer,
+)
+from pydantic_core import PydanticSerializationError
 from tinker import types
 from tinker.types._pydantic_types.tensor_data import TensorData
 
@@ -367,13 +377,147 @@ def test_invalid_plan_trees_raise_value_error() -> None:
         PlainPlan(("model", "not a class", ()))
 
 
-def test_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_plain, "_plans", {})
-    classes = [
-        type(f"Made{index}", (BaseModel,), {"__annotations__": {"tokens": TokenIds}})
-        for index in range(_plain._MAX_PLANS + 5)
-    ]
-    for model_class in classes:
-        assert _plain.plan_for(model_class) is not None
-    assert len(_plain._plans) <= _plain._MAX_PLANS
-    assert classes[-1] in _plain._plans
+def without_plans(monkeypatch: pytest.MonkeyPatch, dump: Callable[[], Any]) -> Any:
+    """Return what ``dump`` returns, or the type of what it raises, with plans off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_plain, "plan_for", lambda model_class: None)
+        try:
+            return dump()
+        except Exception as error:
+            return type(error)
+
+
+def test_reordered_dict_goes_to_pydantic(plan_bodies: list[str]) -> None:
+    # pydantic writes fields in the order of the model's __dict__.
+    model = WithTokens(tokens=[1, 2], weights=[0.5], label="a")
+    del model.tokens
+    model.tokens = [3]
+    expected = stock_dumps(model)
+    assert expected.startswith(b'{"weights"')
+    assert dumps_model(model) == expected
+    assert plan_bodies == []
+
+
+class OverridesDump(BaseModel):
+    tokens: TokenIds
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        data = super().model_dump(**options)
+        data["version"] = 2
+        return data
+
+
+def test_overridden_model_dump_is_kept(plan_bodies: list[str]) -> None:
+    model = OverridesDump(tokens=[1, 2])
+    assert dumps_model(model) == b'{"tokens":[1,2],"version":2}'
+    assert plan_bodies == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"exclude_none": "yes"},
+        {"exclude_none": 1},
+        {"exclude_unset": None},
+        {"exclude_defaults": 0},
+        {"warnings": "bogus"},
+    ],
+)
+def test_invalid_option_values_raise_like_stock(options: dict[str, Any]) -> None:
+    model = WithTokens(tokens=[1, 2])
+    with pytest.raises((TypeError, ValueError)) as stock:
+        stock_dumps(model, **options)
+    with pytest.raises((TypeError, ValueError)) as accelerated:
+        dumps_model(model, **options)
+    assert type(accelerated.value) is type(stock.value)
+
+
+class Tree(BaseModel):
+    tokens: TokenIds = ()
+    left: Tree | None = None
+    middle: Tree | None = None
+    right: Tree | None = None
+
+
+def test_recursive_model_is_planned_up_to_recursion(plan_bodies: list[str]) -> None:
+    # Each recursive field is left to pydantic where a value fills it, so the plan
+    # stays small however often the model refers to itself.
+    leaf = Tree(tokens=[1])
+    assert _plain.plan_tree(Tree) is not None
+    assert dumps_model(leaf) == stock_dumps(leaf)
+    nested = Tree(tokens=[2], left=leaf, right=Tree(middle=leaf))
+    assert dumps_model(nested) == stock_dumps(nested)
+    assert plan_bodies == ["Tree"]
+
+
+def test_plans_do_not_keep_classes_alive() -> None:
+    made = create_model("Made", tokens=(TokenIds, ...))
+    assert dumps_model(made(tokens=[1])) == b'{"tokens":[1]}'
+    assert _plain.plan_for(made) is not None
+    reference = weakref.ref(made)
+    del made
+    gc.collect()
+    assert reference() is None
+
+
+def test_subclass_does_not_use_parent_plan(plan_bodies: list[str]) -> None:
+    class Child(WithTokens):
+        extra: int = 3
+
+    assert dumps_model(WithTokens(tokens=[1])) == b'{"tokens":[1],"weights":[],"label":null}'
+    child = Child(tokens=[2])
+    assert dumps_model(child) == stock_dumps(child)
+    assert plan_bodies == ["WithTokens", "Child"]
+
+
+class RaisingToken:
+    def __index__(self) -> int:
+        raise RuntimeError("no index")
+
+
+class CountingToken:
+    calls = 0
+
+    def __index__(self) -> int:
+        CountingToken.calls += 1
+        return CountingToken.calls
+
+
+def constructed_request(tokens: list[Any], base_model: str = "m") -> types.SampleRequest:
+    chunk = types.EncodedTextChunk.model_construct(tokens=tokens)
+    return types.SampleRequest.model_construct(
+        prompt=types.ModelInput.model_construct(chunks=[chunk]),
+        sampling_params=types.SamplingParams(max_tokens=1),
+        base_model=base_model,
+    )
+
+
+def test_index_errors_take_pydantic_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    tinker_accel.enable()
+    request = constructed_request([1, RaisingToken()])
+
+    def dump() -> bytes:
+        return dumps_model(request, exclude_none=True)
+
+    assert without_plans(monkeypatch, dump) is PydanticSerializationError
+    with pytest.raises(PydanticSerializationError):
+        dump()
+
+
+def test_index_runs_once_when_plan_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Text(str):
+        pass
+
+    tinker_accel.enable()
+    # The str subclass makes the plan give up after the tokens: their __index__ must
+    # run only on the path that writes the body.
+    CountingToken.calls = 0
+    accelerated = dumps_model(constructed_request([CountingToken()], Text("m")), exclude_none=True)
+    accelerated_calls = CountingToken.calls
+    CountingToken.calls = 0
+    expected = without_plans(
+        monkeypatch,
+        lambda: dumps_model(constructed_request([CountingToken()], Text("m")), exclude_none=True),
+    )
+    assert accelerated == expected
+    assert accelerated_calls == CountingToken.calls == 1

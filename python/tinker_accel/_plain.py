@@ -13,6 +13,7 @@ for (``mark_serializer``); any other serializer is unknown.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -35,6 +36,13 @@ _NEUTRAL_FIELD_KEYS = frozenset({"type", "schema", "metadata", "frozen", "valida
 
 # Options of model_dump that a plan writes as pydantic does only when they are off.
 _FALSE_OPTIONS = ("exclude_defaults",)
+
+# The string values model_dump takes for `warnings`.
+_WARNING_MODES = ("none", "warn", "error")
+
+# Most schema nodes one plan may have. A DAG of shared definitions expands into a
+# tree here, which could otherwise grow exponentially.
+_MAX_NODES = 20_000
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 
@@ -63,27 +71,53 @@ def _sequence_serializers() -> frozenset[Any]:
     return frozenset(found)
 
 
+class _TooLarge(Exception):
+    """The plan would have more than ``_MAX_NODES`` nodes."""
+
+
+class _Definitions:
+    """Shared schema definitions by reference, the ones being expanded, and the count
+    of nodes built so far."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+        self.expanding: set[str] = set()
+        self.nodes = 0
+
+
 def plan_tree(model_class: type[BaseModel]) -> tuple[Any, ...] | None:
     """Return the plan of ``model_class`` as nested tuples, or None if pydantic must
     write its top level."""
     schema = model_class.__pydantic_core_schema__
-    tree = _kind(dict(schema), {}, 0)
+    try:
+        tree = _kind(dict(schema), _Definitions(), 0)
+    except _TooLarge:
+        return None
     return tree if tree[0] == "model" else None
 
 
-def _kind(schema: dict[str, Any], definitions: dict[str, Any], depth: int) -> tuple[Any, ...]:
+def _kind(schema: dict[str, Any], definitions: _Definitions, depth: int) -> tuple[Any, ...]:
+    definitions.nodes += 1
+    if definitions.nodes > _MAX_NODES:
+        raise _TooLarge
     if depth > _MAX_DEPTH:
         return _UNKNOWN
     kind = schema.get("type")
     if kind == "definitions":
         for definition in schema.get("definitions", ()):
-            definitions[definition["ref"]] = definition
+            definitions.schemas[definition["ref"]] = definition
         return _kind(schema["schema"], definitions, depth + 1)
     if kind == "definition-ref":
-        target = definitions.get(schema.get("schema_ref", ""))
-        if target is None or "serialization" in schema:
+        reference = schema.get("schema_ref", "")
+        target = definitions.schemas.get(reference)
+        # A model that contains itself is left to pydantic where it recurs.
+        if target is None or "serialization" in schema or reference in definitions.expanding:
             return _UNKNOWN
-        return _kind(target, definitions, depth + 1)
+        definitions.expanding.add(reference)
+        try:
+            return _kind(target, definitions, depth + 1)
+        finally:
+            definitions.expanding.discard(reference)
 
     serialization = schema.get("serialization")
     if serialization is not None:
@@ -130,7 +164,7 @@ def _kind(schema: dict[str, Any], definitions: dict[str, Any], depth: int) -> tu
     return _UNKNOWN
 
 
-def _model(schema: dict[str, Any], definitions: dict[str, Any], depth: int) -> tuple[Any, ...]:
+def _model(schema: dict[str, Any], definitions: _Definitions, depth: int) -> tuple[Any, ...]:
     if schema.get("root_model"):
         return _UNKNOWN
     inner = schema.get("schema", {})
@@ -155,40 +189,55 @@ def _model(schema: dict[str, Any], definitions: dict[str, Any], depth: int) -> t
     return ("model", schema["cls"], tuple(fields))
 
 
-# Plans by class, with the schema each was built from: enable() and disable() rebuild
-# tinker's models with new schemas, and a new schema needs a new plan.
-_plans: dict[type[BaseModel], tuple[Any, PlainPlan | None]] = {}
-
-# A plan keeps its classes alive, so a program that makes model classes on the fly
-# would keep all of them. Past this many, the cache starts over.
-_MAX_PLANS = 1024
+# The attribute of a model class that stores its plan, with the schema the plan was
+# built from: enable() and disable() rebuild tinker's models with new schemas, and a
+# new schema needs a new plan. A plan refers to its class, so keeping plans on the
+# classes (not in a module-level dict) lets a class made on the fly be freed.
+_PLAN_ATTRIBUTE = "__tinker_accel_plan__"
 
 
 def plan_for(model_class: type[BaseModel]) -> PlainPlan | None:
     """Return the plan of ``model_class``, or None where pydantic must write it."""
     schema = getattr(model_class, "__pydantic_core_schema__", None)
-    cached = _plans.get(model_class)
+    # Read from the class itself: a subclass must not use its parent's plan.
+    cached = model_class.__dict__.get(_PLAN_ATTRIBUTE)
     if cached is not None and cached[0] is schema:
-        return cached[1]
+        plan: PlainPlan | None = cached[1]
+        return plan
     plan = None
-    if PlainPlan is not None and schema is not None:
+    # A class that overrides model_dump changes the body in ways a plan cannot see.
+    if (
+        PlainPlan is not None
+        and schema is not None
+        and getattr(model_class, "model_dump", None) is BaseModel.model_dump
+    ):
         tree = plan_tree(model_class)
         plan = None if tree is None else PlainPlan(tree)
-    if len(_plans) >= _MAX_PLANS:
-        _plans.clear()
-    _plans[model_class] = (schema, plan)
+    # A class that takes no attributes gets its plan built on every call.
+    with contextlib.suppress(AttributeError, TypeError):
+        type.__setattr__(model_class, _PLAN_ATTRIBUTE, (schema, plan))
     return plan
 
 
 def options_allowed(dump_options: dict[str, Any]) -> bool:
-    """Return whether a plan writes what ``model_dump`` writes with these options."""
+    """Return whether a plan writes what ``model_dump`` writes with these options.
+
+    Only valid values are allowed, so that pydantic raises its own error for an
+    invalid one, such as ``exclude_none="yes"``.
+    """
     for key, value in dump_options.items():
         if key in _FALSE_OPTIONS:
-            if value:
+            if value is not False:
                 return False
         elif key in ("include", "exclude"):
             if value is not None:
                 return False
-        elif key not in ("exclude_none", "exclude_unset", "warnings"):
+        elif key in ("exclude_none", "exclude_unset"):
+            if type(value) is not bool:
+                return False
+        elif key == "warnings":
+            if type(value) is not bool and value not in _WARNING_MODES:
+                return False
+        else:
             return False
     return True

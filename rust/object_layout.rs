@@ -123,8 +123,8 @@ pub(crate) unsafe fn compact_value(item: *mut ffi::PyObject, layout: IntLayout) 
 }
 
 impl IntLayout {
-    /// The size or tag word of a positive int of one digit, the form of almost every
-    /// token ID. One compare with it separates such ints from all others.
+    /// Returns the size or tag word of a positive int of one digit, the form of almost
+    /// every token ID. One compare with it separates such ints from all others.
     #[inline(always)]
     pub(crate) fn positive_one_digit_word(self) -> isize {
         match self {

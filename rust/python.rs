@@ -115,8 +115,8 @@ const MAX_LENGTH_HINT: usize = 1 << 20;
 
 /// Number of small ints collected before they are formatted in one tight loop, away
 /// from the Python API calls that read them. Blocks of 64 let the processor overlap
-/// the reads of one block with the formatting of the last: on 8K-token lists they
-/// took 2.11 ns per token against 2.30 for blocks of 256 and 2.47 for blocks of 16
+/// the reads of one block with the formatting of the last. On 8K-token lists they
+/// took 2.11 ns per token, against 2.30 for blocks of 256 and 2.47 for blocks of 16
 /// (benches/peers.py, 2 vCPU AMD EPYC).
 const PENDING: usize = 64;
 

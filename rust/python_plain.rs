@@ -1,8 +1,9 @@
 //! Request bodies written straight from pydantic models, without `model_dump`.
 //!
 //! `python/tinker_accel/_plain.py` reads a model class's core schema once and builds
-//! a [`PlainPlan`]: for each field, in pydantic's order, its JSON key and the kind of
-//! value pydantic writes there. [`PlainPlan::dumps`] then writes the body that
+//! a [`PlainPlan`]: for each field, in declaration order, its JSON key and the kind of
+//! value pydantic writes there. pydantic writes fields in the order of the model's
+//! `__dict__`, so a model whose `__dict__` has another order goes to pydantic. [`PlainPlan::dumps`] then writes the body that
 //! `json.dumps(model.model_dump(mode="json", exclude_none=...), ensure_ascii=False,
 //! separators=(",", ":"), allow_nan=False).encode()` gives, token arrays included.
 //!

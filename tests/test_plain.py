@@ -451,11 +451,11 @@ def test_recursive_model_is_planned_up_to_recursion(plan_bodies: list[str]) -> N
 
 
 def test_plans_do_not_keep_classes_alive() -> None:
-    made = create_model("Made", tokens=(TokenIds, ...))
-    assert dumps_model(made(tokens=[1])) == b'{"tokens":[1]}'
-    assert _plain.plan_for(made) is not None
-    reference = weakref.ref(made)
-    del made
+    model_class = create_model("Made", tokens=(TokenIds, ...))
+    assert dumps_model(model_class(tokens=[1])) == b'{"tokens":[1]}'
+    assert _plain.plan_for(model_class) is not None
+    reference = weakref.ref(model_class)
+    del model_class
     gc.collect()
     assert reference() is None
 

@@ -52,6 +52,9 @@ enum Kind {
     /// A `TensorData` index list: written as `ExactValues` when its first item is an
     /// exact int, as the field's serializer decides.
     ExactIndices,
+    /// A model that the plan cannot write. A value of exactly this class goes to
+    /// pydantic, and in a union, a value of another class tries the next choice.
+    Opaque(Py<PyType>),
     /// Anything else: a value that reaches it goes to pydantic.
     Unknown,
 }
@@ -160,6 +163,7 @@ impl Kind {
                 inner.traverse(visit)
             }
             Self::Model(plan) => plan.traverse(visit),
+            Self::Opaque(class) => visit.call(class),
             Self::Union(choices) => choices.iter().try_for_each(|choice| choice.traverse(visit)),
             _ => Ok(()),
         }
@@ -185,6 +189,7 @@ fn parse_kind(tree: &Bound<'_, PyAny>, depth: usize) -> PyResult<Kind> {
         "exact_values" => Kind::ExactValues,
         "exact_indices" => Kind::ExactIndices,
         "unknown" => Kind::Unknown,
+        "opaque" => Kind::Opaque(node.get_item(1)?.cast_into::<PyType>()?.unbind()),
         "literal" => {
             let values = node.get_item(1)?;
             let values = values.cast::<PyTuple>().map_err(|_| invalid_plan(tree))?;
@@ -314,8 +319,16 @@ impl Writer {
         let mut first = true;
         for (field, (key, value)) in plan.fields.iter().zip(values.iter()) {
             let name = field.name.bind(py);
-            if !key.is(name) && !key.eq(name).map_err(|_| Stop::Unsupported)? {
-                return Err(Stop::Unsupported);
+            // Keys are usually the interned field names themselves. Otherwise only an
+            // exact str is compared, so that no `__eq__` of a subclass runs.
+            if !key.is(name) {
+                let key = key
+                    .cast_exact::<PyString>()
+                    .map_err(|_| Stop::Unsupported)?;
+                match (key.to_str(), name.to_str()) {
+                    (Ok(key), Ok(name)) if key == name => {}
+                    _ => return Err(Stop::Unsupported),
+                }
             }
             if let Some(fields_set) = &fields_set {
                 if !fields_set.contains(name).map_err(|_| Stop::Unsupported)? {
@@ -506,6 +519,7 @@ fn choice_match(choice: &Kind, value: &Bound<'_, PyAny>) -> Match {
         Kind::Nullable(_) if value.is_none() => Match::Yes,
         Kind::Nullable(inner) => choice_match(inner, value),
         Kind::Model(plan) => exact(plan.class.as_ptr().cast()),
+        Kind::Opaque(class) => exact(class.as_ptr().cast()),
         // pydantic tries a sequence choice item by item, and an item of another type
         // makes it try the next choice.
         Kind::Sequence(item_kind) => {

@@ -521,3 +521,34 @@ def test_index_runs_once_when_plan_gives_up(monkeypatch: pytest.MonkeyPatch) -> 
     )
     assert accelerated == expected
     assert accelerated_calls == CountingToken.calls == 1
+
+
+class WithMapping(BaseModel):
+    tokens: TokenIds
+    inputs: dict[str, list[float]]
+
+
+class Batch(BaseModel):
+    items: list[WithMapping]
+
+
+def test_always_stopping_field_leaves_no_plan(plan_bodies: list[str]) -> None:
+    # A required field that no plan writes (a dict here, as in tinker's Datum) would
+    # make the plan encode the tokens before it and then give up on every call.
+    assert _plain.plan_for(WithMapping) is None
+    assert _plain.plan_for(Batch) is None
+    batch = Batch(items=[WithMapping(tokens=[1, 2], inputs={"w": [0.5]})])
+    assert dumps_model(batch) == stock_dumps(batch)
+    assert plan_bodies == []
+
+
+class Pair(BaseModel):
+    item: WithMapping | WithTokens
+
+
+def test_union_passes_over_unplannable_class(plan_bodies: list[str]) -> None:
+    planned = Pair(item=WithTokens(tokens=[3]))
+    assert dumps_model(planned) == stock_dumps(planned)
+    unplanned = Pair(item=WithMapping(tokens=[4], inputs={}))
+    assert dumps_model(unplanned) == stock_dumps(unplanned)
+    assert plan_bodies == ["Pair"]

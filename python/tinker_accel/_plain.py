@@ -165,28 +165,44 @@ def _kind(schema: dict[str, Any], definitions: _Definitions, depth: int) -> tupl
 
 
 def _model(schema: dict[str, Any], definitions: _Definitions, depth: int) -> tuple[Any, ...]:
+    # A model the plan cannot write keeps its class, so that a union can still tell
+    # its values from those of the other choices.
+    opaque = ("opaque", schema["cls"])
     if schema.get("root_model"):
-        return _UNKNOWN
+        return opaque
     inner = schema.get("schema", {})
     while inner.get("type") in ("function-before", "function-after", "function-wrap"):
         if "serialization" in inner:
-            return _UNKNOWN
+            return opaque
         inner = inner.get("schema", {})
     if inner.get("type") != "model-fields" or inner.get("computed_fields"):
-        return _UNKNOWN
+        return opaque
     if (
         inner.get("extra_behavior") == "allow"
         or schema.get("config", {}).get("extra_fields_behavior") == "allow"
     ):
-        return _UNKNOWN
+        return opaque
     fields = []
     for name, field in inner.get("fields", {}).items():
         # An alias, an exclusion or a condition on the field changes the output.
         if field.get("type") != "model-field" or not set(field) <= _NEUTRAL_FIELD_KEYS:
-            return _UNKNOWN
+            return opaque
+        kind = _kind(field["schema"], definitions, depth + 1)
+        # A field that stops the plan for every value but None stops it for nearly
+        # every model: writing the fields before it would be wasted work, repeated
+        # by pydantic after the plan gives up.
+        if _always_stops(kind):
+            return opaque
         key = json.dumps(name, ensure_ascii=False).encode() + b":"
-        fields.append((name, key, _kind(field["schema"], definitions, depth + 1)))
+        fields.append((name, key, kind))
     return ("model", schema["cls"], tuple(fields))
+
+
+def _always_stops(kind: tuple[Any, ...]) -> bool:
+    """Return whether every value of this kind, an empty list aside, stops a plan."""
+    if kind[0] in ("unknown", "opaque"):
+        return True
+    return kind[0] in ("list", "sequence") and _always_stops(kind[1])
 
 
 # The attribute of a model class that stores its plan, with the schema the plan was

@@ -243,6 +243,9 @@ unsafe fn write_items<V: Digits>(
     position
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::eight_digits as avx512_eight_digits;
+
 /// Digit formatting of eight numbers at once with AVX-512.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
@@ -272,10 +275,11 @@ mod avx512 {
             && std::is_x86_feature_detected!("avx512cd")
     }
 
-    /// The same steps as the AVX2 version, on eight lanes.
+    /// The same steps as the AVX2 version, on eight lanes: each lane below 10^8 becomes
+    /// its eight ASCII digits, the first in the lowest byte.
     #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
-    fn eight_digits(values: __m512i) -> __m512i {
+    pub(crate) fn eight_digits(values: __m512i) -> __m512i {
         let high =
             _mm512_srli_epi64::<40>(_mm512_mul_epu32(values, _mm512_set1_epi64(109_951_163)));
         let low = _mm512_sub_epi64(values, _mm512_mul_epu32(high, _mm512_set1_epi64(10_000)));

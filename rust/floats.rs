@@ -19,6 +19,13 @@ use std::ptr;
 
 use crate::encode::{check_bounds, gather, ByteOrder, EncodeError, Load, Output};
 
+#[cfg(target_arch = "x86_64")]
+#[path = "floats_avx512.rs"]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+#[path = "floats_pow10.rs"]
+mod pow10;
+
 /// Most bytes the repr of a finite f64 takes, as in `-1.2345678901234567e-308`.
 pub const MAX_REPR_LEN: usize = 24;
 
@@ -28,6 +35,10 @@ const MAX_ITEM_BYTES: usize = MAX_REPR_LEN + 1;
 /// Bytes past the end of a repr that writing it may overwrite: its exponent is
 /// stored as one 8-byte word.
 const WRITE_SLACK: usize = 8;
+
+// The AVX-512 path writes each item with one wider store.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(avx512::GROUP_SLACK <= WRITE_SLACK);
 
 /// Bytes that must be writable where one repr is written.
 const REPR_ROOM: usize = MAX_REPR_LEN + WRITE_SLACK;
@@ -453,7 +464,7 @@ fn lay_out(decimal: &Decimal, out: &mut [u8; MAX_REPR_LEN]) -> usize {
 /// `values.len() * MAX_ITEM_BYTES + WRITE_SLACK` bytes from `base + position` must be
 /// writable.
 #[inline(always)]
-unsafe fn write_items(
+unsafe fn write_items_scalar(
     values: &[f64],
     first_index: usize,
     base: *mut u8,
@@ -479,6 +490,90 @@ unsafe fn write_items(
         }
     }
     Ok(position)
+}
+
+/// Writes `values` as `write_items_scalar` does, eight at a time with AVX-512 where
+/// the CPU has it.
+///
+/// # Errors
+/// As for `write_items_scalar`.
+///
+/// # Safety
+/// As for `write_items_scalar`.
+#[inline(always)]
+unsafe fn write_items(
+    values: &[f64],
+    first_index: usize,
+    base: *mut u8,
+    mut position: usize,
+    after_first: bool,
+) -> Result<usize, FloatError> {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if values.len() >= 8 && avx512::is_available() {
+        // SAFETY: each group writes at most its share of the caller's room, eight
+        // items of MAX_ITEM_BYTES, and GROUP_SLACK bytes past it, which is within
+        // WRITE_SLACK. The scalar calls get the same share.
+        unsafe {
+            // The vector path writes a comma before every item.
+            if !after_first {
+                position = write_items_scalar(&values[..1], first_index, base, position, false)?;
+                done = 1;
+            }
+            while let Some(group) = values.get(done..done + 8) {
+                let group: &[f64; 8] = group.try_into().expect("the range has eight values");
+                position += match avx512::write_group(group, base.add(position)) {
+                    Some(len) => len,
+                    None => {
+                        write_items_scalar(group, first_index + done, base, position, true)?
+                            - position
+                    }
+                };
+                done += 8;
+            }
+        }
+    }
+    // SAFETY: forwarded from the caller, for the values not written yet.
+    unsafe {
+        write_items_scalar(
+            &values[done..],
+            first_index + done,
+            base,
+            position,
+            after_first || done > 0,
+        )
+    }
+}
+
+/// Encodes `values` without the AVX-512 path, so that tests can compare the two.
+#[cfg(test)]
+pub(crate) fn encode_f64s_scalar(values: &[f64]) -> Result<Vec<u8>, FloatError> {
+    let mut out = Vec::with_capacity(values.len() * MAX_ITEM_BYTES + WRITE_SLACK + 2);
+    out.push(b'[');
+    // SAFETY: the capacity covers every item at its longest and the slack after the
+    // last one, and the length is set only over written bytes.
+    unsafe {
+        let position = write_items_scalar(values, 0, out.as_mut_ptr(), 1, false)?;
+        out.set_len(position);
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// Returns what the AVX-512 path writes for one group, or `None` if it leaves the
+/// group to the scalar path or this CPU lacks the instructions.
+#[cfg(test)]
+pub(crate) fn simd_group(values: &[f64; 8]) -> Option<Vec<u8>> {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::is_available() {
+        let mut room = [0u8; 8 * MAX_ITEM_BYTES + WRITE_SLACK];
+        // SAFETY: `room` is as large as a group's share and slack, and the CPU has
+        // the instructions.
+        let len = unsafe { avx512::write_group(values, room.as_mut_ptr()) }?;
+        return Some(room[..len].to_vec());
+    }
+    let _ = values;
+    None
 }
 
 /// Builder of one JSON array of floats, such as the items of a Python list.

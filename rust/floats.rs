@@ -9,9 +9,11 @@
 //! widened to f64 first, as `float(numpy.float32(x))` and `.tolist()` do, so `0.1f32`
 //! is written `0.10000000149011612`.
 //!
-//! The shortest digits come from the `zmij` crate, and the notation is laid out here.
-//! NaN and infinity are rejected with the index of the first one, as
-//! `allow_nan=False` rejects them.
+//! On x86-64 CPUs with AVX-512 IFMA and VBMI, groups of eight values are formatted at
+//! once by `floats_avx512.rs`. Elsewhere, and for groups with a subnormal or a value
+//! that is not finite, the shortest digits of each value come from the `zmij` crate,
+//! and the notation is laid out here. NaN and infinity are rejected with the index of
+//! the first one, as `allow_nan=False` rejects them.
 
 use std::fmt;
 use std::ops::Range;

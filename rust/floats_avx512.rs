@@ -32,7 +32,7 @@ use super::{exponent_suffix, MAX_ITEM_BYTES};
 use crate::encode::avx512_eight_digits as eight_digits;
 
 /// Returns whether this CPU has every AVX-512 part the path uses. The standard
-/// library caches the answer of each check.
+/// library caches the result of each check.
 #[inline(always)]
 pub(super) fn is_available() -> bool {
     std::is_x86_feature_detected!("avx512f")
@@ -73,7 +73,7 @@ const EXTRA_MINUS: u8 = 10;
 const EXTRA_COMMA: u8 = 11;
 const FROM_EXTRAS: u8 = 0x80;
 
-/// The extra bytes, in the order of the `EXTRA_` positions; the first digits are
+/// The extra bytes, in the order of the `EXTRA_` positions. The first digits are
 /// filled in per group.
 const EXTRAS: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, b'.', b'0', b'-', b',', 0, 0, 0, 0];
 
@@ -181,8 +181,8 @@ fn round_to_odd(g0: __m512i, g1: __m512i, g2: __m512i, cp: __m512i) -> __m512i {
     let a1 = _mm512_srli_epi64::<52>(cp);
     let zero = _mm512_setzero_si512();
     // Column n sums the 52-bit halves of the limb products at 2^(52n). Column 0 is
-    // the low half of a0 * g0 alone, so it carries nothing and is skipped; a1 * g2 is
-    // below 2^52 and has no high half.
+    // the low half of a0 * g0 alone, so it carries nothing and is skipped. The
+    // product a1 * g2 is below 2^52, so it has no high half.
     let col1 = _mm512_madd52hi_epu64(zero, a0, g0);
     let col1 = _mm512_madd52lo_epu64(col1, a0, g1);
     let col1 = _mm512_madd52lo_epu64(col1, a1, g0);
@@ -205,7 +205,7 @@ fn round_to_odd(g0: __m512i, g1: __m512i, g2: __m512i, cp: __m512i) -> __m512i {
     _mm512_mask_mov_epi64(high, sticky, _mm512_or_si512(high, splat(1)))
 }
 
-/// Returns `x / 10` and `x % 10` for lanes below 2^57.
+/// Returns `x / 10` for lanes below 2^57.
 #[target_feature(enable = "avx512f,avx512dq")]
 #[inline]
 fn divide_by_ten(x: __m512i) -> __m512i {
@@ -230,7 +230,7 @@ struct Shortest {
     exponent: __m512i,
 }
 
-/// Runs Schubfach on eight lanes of bits of positive or negative normal doubles.
+/// Runs Schubfach on eight lanes of bits of positive normal doubles.
 #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
 #[inline]
 fn shortest(bits: __m512i) -> Shortest {
@@ -286,7 +286,7 @@ fn shortest(bits: __m512i) -> Shortest {
 
     let s = _mm512_srli_epi64::<2>(vb);
     // One digit fewer: exactly one of sp * 10^(k+1) and (sp + 1) * 10^(k+1) may lie
-    // inside, and then it is the answer.
+    // inside, and then it is the result.
     let sp = divide_by_ten(s);
     let sp40 = _mm512_mullo_epi64(sp, splat(40));
     let up_inside = _mm512_cmple_epu64_mask(lower, sp40);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -94,6 +95,30 @@ def test_nan_and_infinity_raise_like_stock(bad: float) -> None:
     tinker_accel.enable()
     with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant"):
         dumps_model(model, exclude_none=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param([0.5, math.nan], id="nan"),
+        pytest.param([math.inf, 1.0], id="inf"),
+        pytest.param([2, -math.inf], id="int-and-inf"),
+    ],
+)
+def test_json_mode_dump_keeps_nan_like_stock(data: list[float]) -> None:
+    # pydantic keeps NaN and infinity as floats in model_dump(mode="json"), so that
+    # json.dumps rejects them. Writing them as None would send null instead.
+    model = datum(data)
+    stock = model.model_dump(mode="json")
+    stock_json = model.model_dump_json()
+    tinker_accel.enable()
+    dumped = model.model_dump(mode="json")
+    values = dumped["loss_fn_inputs"]["values"]["data"]
+    assert [type(value) for value in values] == [float, float]
+    assert repr(dumped) == repr(stock)
+    assert model.model_dump_json() == stock_json
+    with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant"):
+        json.dumps(dumped, allow_nan=False)
 
 
 def test_sparse_indices_and_target_prompt_logprobs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import orjson
 from pydantic import (
@@ -79,17 +79,43 @@ def _serialize_token_ids(tokens: Any, info: SerializationInfo) -> Any:
     return _as_json_list(tokens)
 
 
+def _encoded_placeholder(values: Any, info: SerializationInfo) -> str | None:
+    """Encode ``values`` into the fragments of a ``dumps_model`` call and return the
+    placeholder that stands for them. Return None outside such a call, and for values
+    that ``encode_exact`` leaves to pydantic.
+
+    Raises the encoder's ValueError for NaN or infinity, which is the error json.dumps
+    raises on the stock path.
+    """
+    context = info.context
+    if info.include is None and info.exclude is None and isinstance(context, dict):
+        fragments = context.get(_FRAGMENTS_KEY)
+        if fragments is not None:
+            try:
+                encoded = encode_exact(values)
+            except ValueError as error:
+                context[_ERRORS_KEY].append(error)
+                raise
+            if encoded is not None:
+                fragments.append(encoded)
+                return f"{_PLACEHOLDER_PREFIX}{len(fragments) - 1}"
+    return None
+
+
 def serialize_tensor_indices(
     values: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo
 ) -> Any:
-    """Serialize a ``List[int]`` field, such as ``TensorData.sparse_col_indices``, as
-    ``serialize_tensor_values`` does, for lists of exact ints only.
+    """Serialize a ``List[int]`` field, such as ``TensorData.sparse_col_indices``,
+    through the encoders inside ``dumps_model``, for lists of exact ints only, and
+    through pydantic's handler elsewhere.
 
     pydantic writes a float in such a list through type inference, which turns NaN
     into ``null``, so floats there go to pydantic.
     """
     if type(values) is list and values and type(values[0]) is int:
-        return serialize_tensor_values(values, handler, info)
+        placeholder = _encoded_placeholder(values, info)
+        if placeholder is not None:
+            return placeholder
     return handler(values)
 
 
@@ -101,22 +127,32 @@ def serialize_tensor_values(
 
     Only a list of exact ints or of exact floats is encoded here: for those, pydantic
     writes each item unchanged, so ``json.dumps`` would write what the encoders write.
-    Anything else (mixed items, subclasses, a tuple) goes to pydantic's own serializer.
+    Other lists (mixed items, subclasses, NaN outside ``dumps_model``) are returned
+    unchanged, so the serializer must be declared with
+    ``tensor_values_return_type(annotation)`` as its return type, which makes pydantic
+    write them by the field's own type. The handler would not do: in JSON mode it
+    turns NaN and infinity into None, where the field's own serializer keeps them as
+    floats for ``json.dumps`` to reject (pydantic 2.11 to 2.14).
     """
-    context = info.context
-    if info.include is None and info.exclude is None and isinstance(context, dict):
-        fragments = context.get(_FRAGMENTS_KEY)
-        if fragments is not None:
-            try:
-                encoded = encode_exact(values)
-            except ValueError as error:
-                # NaN or infinity: the ValueError json.dumps raises on the stock path.
-                context[_ERRORS_KEY].append(error)
-                raise
-            if encoded is not None:
-                fragments.append(encoded)
-                return f"{_PLACEHOLDER_PREFIX}{len(fragments) - 1}"
+    placeholder = _encoded_placeholder(values, info)
+    if placeholder is not None:
+        return placeholder
+    if type(values) is list:
+        return values
+    # Other values are model_construct oddities. For a tuple or a str, what the
+    # handler makes of it matches the return type, so pydantic warns once, as stock.
     return handler(values)
+
+
+def tensor_values_return_type(annotation: Any) -> Any:
+    """Return the return type to declare for ``serialize_tensor_values`` on a field of
+    type ``annotation``: that type, or the placeholder string.
+
+    NOTE: a list of other items put into such a field with ``model_construct``, such
+    as ``["x", 1.0]``, then gets pydantic's warning three times instead of once, for
+    the same output.
+    """
+    return Union[annotation, str]  # noqa: UP007
 
 
 class _StockPythonMode:

@@ -24,6 +24,7 @@ from tinker_accel._serialize import (
     dumps_model,
     serialize_tensor_indices,
     serialize_tensor_values,
+    tensor_values_return_type,
 )
 
 logger = logging.getLogger("tinker_accel")
@@ -488,7 +489,14 @@ def _apply(state: _State, types: Any, body_modules: list[Any]) -> None:
             info = tensor_class.model_fields.get(name)
             if info is None:
                 continue
-            serializer = WrapSerializer(function, when_used="json")
+            if function is serialize_tensor_values:
+                serializer = WrapSerializer(
+                    function,
+                    return_type=tensor_values_return_type(info.annotation),
+                    when_used="json",
+                )
+            else:
+                serializer = WrapSerializer(function, when_used="json")
             state.fields.append(
                 _replace_annotation(tensor_class, name, Annotated[info.annotation, serializer])
             )

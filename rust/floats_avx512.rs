@@ -52,8 +52,8 @@ const ITEM_STORE: usize = 32;
 
 const MASK_52: i64 = (1 << 52) - 1;
 
-/// Powers of ten compared with the decimal significand, whose digit count is 15 to 17
-/// for every normal double.
+/// Powers of ten compared with the decimal significand, which has 15 to 17 digits for
+/// every normal double: it lies in 10^14..10^17.
 const TEN_POW_14: i64 = 100_000_000_000_000;
 const TEN_POW_15: i64 = 1_000_000_000_000_000;
 const TEN_POW_16: i64 = 10_000_000_000_000_000;
@@ -209,9 +209,10 @@ fn round_to_odd(g0: __m512i, g1: __m512i, g2: __m512i, cp: __m512i) -> __m512i {
 #[target_feature(enable = "avx512f,avx512dq")]
 #[inline]
 fn divide_by_ten(x: __m512i) -> __m512i {
-    // The double estimate is within 2 of the quotient, so the remainder against it
-    // lies in -20..30 and one exact floor division of it, offset to be positive,
-    // corrects the estimate.
+    // The double estimate is within 3 of the quotient (x loses at most 8 when
+    // converted, and the product rounds by at most 1), so the remainder against it
+    // lies in -30..40. One exact floor division of the remainder, offset to be
+    // positive, corrects the estimate.
     let estimate = _mm512_cvttpd_epu64(_mm512_mul_pd(_mm512_cvtepu64_pd(x), _mm512_set1_pd(0.1)));
     let remainder = _mm512_sub_epi64(x, _mm512_mullo_epi64(estimate, splat(10)));
     let offset = _mm512_add_epi64(remainder, splat(40));
@@ -339,8 +340,8 @@ pub(super) unsafe fn write_group(values: &[f64; 8], at: *mut u8) -> Option<usize
 
     // Normal doubles have 15 to 17 digits. Scaling to 17 puts the first digit at
     // 10^16 and leaves zeros after the significant ones.
-    let at_least_15 = _mm512_cmpge_epu64_mask(significand, splat(TEN_POW_15));
-    let at_least_16 = _mm512_cmpge_epu64_mask(significand, splat(TEN_POW_16));
+    let sixteen_digits_or_more = _mm512_cmpge_epu64_mask(significand, splat(TEN_POW_15));
+    let seventeen_digits = _mm512_cmpge_epu64_mask(significand, splat(TEN_POW_16));
     let in_range = _mm512_cmpge_epu64_mask(significand, splat(TEN_POW_14))
         & _mm512_cmplt_epu64_mask(significand, splat(TEN_POW_17));
     if in_range != 0xFF {
@@ -349,14 +350,20 @@ pub(super) unsafe fn write_group(values: &[f64; 8], at: *mut u8) -> Option<usize
         return None;
     }
     let scale = _mm512_mask_mov_epi64(
-        _mm512_mask_mov_epi64(splat(100), at_least_15, splat(10)),
-        at_least_16,
+        _mm512_mask_mov_epi64(splat(100), sixteen_digits_or_more, splat(10)),
+        seventeen_digits,
         splat(1),
     );
     let digits17 = _mm512_mullo_epi64(significand, scale);
     let last_to_first = _mm512_add_epi64(exponent, splat(14));
-    let last_to_first = _mm512_mask_add_epi64(last_to_first, at_least_15, last_to_first, splat(1));
-    let first_power = _mm512_mask_add_epi64(last_to_first, at_least_16, last_to_first, splat(1));
+    let last_to_first = _mm512_mask_add_epi64(
+        last_to_first,
+        sixteen_digits_or_more,
+        last_to_first,
+        splat(1),
+    );
+    let first_power =
+        _mm512_mask_add_epi64(last_to_first, seventeen_digits, last_to_first, splat(1));
 
     // 17 digits: a first one, then two groups of eight.
     let estimate = _mm512_cvttpd_epu64(_mm512_mul_pd(

@@ -13,7 +13,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tinker_accel::encode::ByteOrder;
-use tinker_accel::floats::{encode_buffer, encode_f32s, encode_f64s, FloatLayout, FloatType};
+use tinker_accel::floats::{
+    encode_buffer, encode_f32s, encode_f64s, encode_f64s_scalar, FloatLayout, FloatType,
+};
 
 const SIZES: [usize; 2] = [1 << 13, 1 << 17];
 
@@ -109,6 +111,11 @@ fn bench_floats(criterion: &mut Criterion) {
                 BenchmarkId::new("encode_f64s", size),
                 &doubles,
                 |bench, values| bench.iter(|| encode_f64s(black_box(values)).unwrap()),
+            );
+            group.bench_with_input(
+                BenchmarkId::new("encode_f64s_scalar", size),
+                &doubles,
+                |bench, values| bench.iter(|| encode_f64s_scalar(black_box(values)).unwrap()),
             );
             group.bench_with_input(
                 BenchmarkId::new("reference_display_f32", size),

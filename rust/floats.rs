@@ -547,10 +547,20 @@ unsafe fn write_items(
     }
 }
 
-/// Encodes `values` without the AVX-512 path, so that tests can compare the two.
-#[cfg(test)]
-pub(crate) fn encode_f64s_scalar(values: &[f64]) -> Result<Vec<u8>, FloatError> {
-    let mut out = Vec::with_capacity(values.len() * MAX_ITEM_BYTES + WRITE_SLACK + 2);
+/// Encodes `values` as [`encode_f64s`] does, but one value at a time as on CPUs
+/// without the AVX-512 path, so that tests and benchmarks can compare the two.
+///
+/// # Errors
+/// As for [`encode_f64s`].
+#[doc(hidden)]
+pub fn encode_f64s_scalar(values: &[f64]) -> Result<Vec<u8>, FloatError> {
+    let capacity = values
+        .len()
+        .checked_mul(MAX_ITEM_BYTES)
+        .and_then(|bytes| bytes.checked_add(WRITE_SLACK + 2))
+        .ok_or(FloatError::OutOfMemory { bytes: usize::MAX })?;
+    let mut out = Vec::new();
+    try_reserve(&mut out, capacity)?;
     out.push(b'[');
     // SAFETY: the capacity covers every item at its longest and the slack after the
     // last one, and the length is set only over written bytes.

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tinker_accel::encode::ByteOrder;
 use tinker_accel::floats::{
-    encode_buffer, encode_f32s, encode_f64s, encode_f64s_scalar, FloatLayout, FloatType,
+    encode_buffer, encode_f32s, encode_f64s, encode_f64s_on, FloatLayout, FloatPath, FloatType,
 };
 
 const SIZES: [usize; 2] = [1 << 13, 1 << 17];
@@ -112,11 +112,17 @@ fn bench_floats(criterion: &mut Criterion) {
                 &doubles,
                 |bench, values| bench.iter(|| encode_f64s(black_box(values)).unwrap()),
             );
-            group.bench_with_input(
-                BenchmarkId::new("encode_f64s_scalar", size),
-                &doubles,
-                |bench, values| bench.iter(|| encode_f64s_scalar(black_box(values)).unwrap()),
-            );
+            for path in [FloatPath::Avx2, FloatPath::Scalar] {
+                if path.is_available() {
+                    group.bench_with_input(
+                        BenchmarkId::new(format!("encode_f64s_{path:?}"), size),
+                        &doubles,
+                        |bench, values| {
+                            bench.iter(|| encode_f64s_on(path, black_box(values)).unwrap())
+                        },
+                    );
+                }
+            }
             group.bench_with_input(
                 BenchmarkId::new("reference_display_f32", size),
                 &widened,

@@ -244,6 +244,8 @@ unsafe fn write_items<V: Digits>(
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::eight_digits as avx2_eight_digits;
+#[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::eight_digits as avx512_eight_digits;
 
 /// Digit formatting of eight numbers at once with AVX-512.
@@ -421,7 +423,7 @@ mod avx2 {
     /// is exact for the range of its lane (checked by the exhaustive tests).
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn eight_digits(values: __m256i) -> __m256i {
+    pub(crate) fn eight_digits(values: __m256i) -> __m256i {
         // v / 10^4 == (v * 109951163) >> 40 for v < 10^8.
         let high =
             _mm256_srli_epi64::<40>(_mm256_mul_epu32(values, _mm256_set1_epi64x(109_951_163)));

@@ -10,10 +10,11 @@
 //! is written `0.10000000149011612`.
 //!
 //! On x86-64 CPUs with AVX-512 IFMA and VBMI, groups of eight values are formatted at
-//! once by `floats_avx512.rs`. Elsewhere, and for groups with a subnormal or a value
-//! that is not finite, the shortest digits of each value come from the `zmij` crate,
-//! and the notation is laid out here. NaN and infinity are rejected with the index of
-//! the first one, as `allow_nan=False` rejects them.
+//! once by `floats_avx512.rs`, and on other x86-64 CPUs with AVX2, groups of four by
+//! `floats_avx2.rs`. Elsewhere, and for groups with a subnormal or a value that is
+//! not finite, the shortest digits of each value come from the `zmij` crate, and the
+//! notation is laid out here. NaN and infinity are rejected with the index of the
+//! first one, as `allow_nan=False` rejects them.
 
 use std::fmt;
 use std::ops::Range;
@@ -22,8 +23,14 @@ use std::ptr;
 use crate::encode::{check_bounds, gather, ByteOrder, EncodeError, Load, Output};
 
 #[cfg(target_arch = "x86_64")]
+#[path = "floats_avx2.rs"]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 #[path = "floats_avx512.rs"]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+#[path = "floats_layout.rs"]
+mod layout;
 #[cfg(target_arch = "x86_64")]
 #[path = "floats_pow10.rs"]
 mod pow10;
@@ -40,7 +47,7 @@ const WRITE_SLACK: usize = 8;
 
 // The AVX-512 path writes each item with one wider store.
 #[cfg(target_arch = "x86_64")]
-const _: () = assert!(avx512::GROUP_SLACK <= WRITE_SLACK);
+const _: () = assert!(avx512::GROUP_SLACK <= WRITE_SLACK && avx2::GROUP_SLACK <= WRITE_SLACK);
 
 /// Bytes that must be writable where one repr is written.
 const REPR_ROOM: usize = MAX_REPR_LEN + WRITE_SLACK;
@@ -494,8 +501,48 @@ unsafe fn write_items_scalar(
     Ok(position)
 }
 
-/// Writes `values` as `write_items_scalar` does, eight at a time with AVX-512 where
-/// the CPU has it.
+/// Ways to format floats, fastest first. Which ones run depends on the CPU.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatPath {
+    /// Eight values at once, on x86-64 CPUs with AVX-512 F, BW, CD, DQ, IFMA and VBMI.
+    Avx512,
+    /// Four values at once, on x86-64 CPUs with AVX2.
+    Avx2,
+    /// One value at a time, on any CPU.
+    Scalar,
+}
+
+impl FloatPath {
+    /// Returns whether this CPU can take the path.
+    #[must_use]
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => avx512::is_available(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => avx2::is_available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Avx512 | Self::Avx2 => false,
+            Self::Scalar => true,
+        }
+    }
+
+    /// Returns the fastest path this CPU can take.
+    #[inline(always)]
+    fn best() -> Self {
+        if Self::Avx512.is_available() {
+            Self::Avx512
+        } else if Self::Avx2.is_available() {
+            Self::Avx2
+        } else {
+            Self::Scalar
+        }
+    }
+}
+
+/// Writes `values` as `write_items_scalar` does, a group at a time on the fastest
+/// path this CPU has.
 ///
 /// # Errors
 /// As for `write_items_scalar`.
@@ -507,36 +554,107 @@ unsafe fn write_items(
     values: &[f64],
     first_index: usize,
     base: *mut u8,
+    position: usize,
+    after_first: bool,
+) -> Result<usize, FloatError> {
+    // SAFETY: forwarded from the caller, and `best` picks a path the CPU has.
+    unsafe {
+        write_items_on(
+            FloatPath::best(),
+            values,
+            first_index,
+            base,
+            position,
+            after_first,
+        )
+    }
+}
+
+/// Writes `values` as `write_items_scalar` does, on `path`.
+///
+/// # Errors
+/// As for `write_items_scalar`.
+///
+/// # Safety
+/// As for `write_items_scalar`, and `path.is_available()`.
+#[inline(always)]
+unsafe fn write_items_on(
+    path: FloatPath,
+    values: &[f64],
+    first_index: usize,
+    base: *mut u8,
+    position: usize,
+    after_first: bool,
+) -> Result<usize, FloatError> {
+    // SAFETY (each arm): forwarded from the caller, who checked the path.
+    unsafe {
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            FloatPath::Avx512 => write_groups::<8>(
+                avx512::write_group,
+                values,
+                first_index,
+                base,
+                position,
+                after_first,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            FloatPath::Avx2 => write_groups::<4>(
+                avx2::write_group,
+                values,
+                first_index,
+                base,
+                position,
+                after_first,
+            ),
+            _ => write_items_scalar(values, first_index, base, position, after_first),
+        }
+    }
+}
+
+/// A vector path's writer of one group of `N` values, such as `avx512::write_group`.
+#[cfg(target_arch = "x86_64")]
+type GroupWriter<const N: usize> = unsafe fn(&[f64; N], *mut u8) -> Option<usize>;
+
+/// Writes `values` as `write_items_scalar` does, `N` at a time with `write_group`.
+/// The groups it leaves, and the values after the last full group, are written one
+/// at a time.
+///
+/// # Errors
+/// As for `write_items_scalar`.
+///
+/// # Safety
+/// As for `write_items_scalar`, and the CPU must have what `write_group` needs.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn write_groups<const N: usize>(
+    write_group: GroupWriter<N>,
+    values: &[f64],
+    first_index: usize,
+    base: *mut u8,
     mut position: usize,
     after_first: bool,
 ) -> Result<usize, FloatError> {
     let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if values.len() >= 8 && avx512::is_available() {
-        // SAFETY: each group writes at most its share of the caller's room, eight
-        // items of MAX_ITEM_BYTES, and GROUP_SLACK bytes past it, which is within
-        // WRITE_SLACK. The scalar calls get the same share.
-        unsafe {
-            // The vector path writes a comma before every item.
+    // SAFETY: each group writes at most its share of the caller's room, N items of
+    // MAX_ITEM_BYTES, and GROUP_SLACK bytes past it, which is within WRITE_SLACK. The
+    // scalar calls get the same share.
+    unsafe {
+        if values.len() >= N {
+            // The vector paths write a comma before every item.
             if !after_first {
                 position = write_items_scalar(&values[..1], first_index, base, position, false)?;
                 done = 1;
             }
-            while let Some(group) = values.get(done..done + 8) {
-                let group: &[f64; 8] = group.try_into().expect("the range has eight values");
-                position += match avx512::write_group(group, base.add(position)) {
-                    Some(len) => len,
-                    None => {
-                        write_items_scalar(group, first_index + done, base, position, true)?
-                            - position
-                    }
+            while let Some(group) = values.get(done..done + N) {
+                let group: &[f64; N] = group.try_into().expect("the range has N values");
+                position = match write_group(group, base.add(position)) {
+                    Some(len) => position + len,
+                    None => write_items_scalar(group, first_index + done, base, position, true)?,
                 };
-                done += 8;
+                done += N;
             }
         }
-    }
-    // SAFETY: forwarded from the caller, for the values not written yet.
-    unsafe {
         write_items_scalar(
             &values[done..],
             first_index + done,
@@ -547,29 +665,36 @@ unsafe fn write_items(
     }
 }
 
-/// Encodes `values` as [`encode_f64s`] does, but one value at a time as on CPUs
-/// without the AVX-512 path, so that tests and benchmarks can compare the two.
+/// Encodes `values` as [`encode_f64s`] does, on `path`, so that tests and benchmarks
+/// can compare the paths. Returns `None` if this CPU lacks the path.
 ///
 /// # Errors
 /// As for [`encode_f64s`].
 #[doc(hidden)]
-pub fn encode_f64s_scalar(values: &[f64]) -> Result<Vec<u8>, FloatError> {
-    let capacity = values
-        .len()
-        .checked_mul(MAX_ITEM_BYTES)
-        .and_then(|bytes| bytes.checked_add(WRITE_SLACK + 2))
-        .ok_or(FloatError::OutOfMemory { bytes: usize::MAX })?;
-    let mut out = Vec::new();
-    try_reserve(&mut out, capacity)?;
-    out.push(b'[');
-    // SAFETY: the capacity covers every item at its longest and the slack after the
-    // last one, and the length is set only over written bytes.
-    unsafe {
-        let position = write_items_scalar(values, 0, out.as_mut_ptr(), 1, false)?;
-        out.set_len(position);
+pub fn encode_f64s_on(path: FloatPath, values: &[f64]) -> Option<Result<Vec<u8>, FloatError>> {
+    if !path.is_available() {
+        return None;
     }
-    out.push(b']');
-    Ok(out)
+    let encode = || {
+        let capacity = values
+            .len()
+            .checked_mul(MAX_ITEM_BYTES)
+            .and_then(|bytes| bytes.checked_add(WRITE_SLACK + 2))
+            .ok_or(FloatError::OutOfMemory { bytes: usize::MAX })?;
+        let mut out = Vec::new();
+        try_reserve(&mut out, capacity)?;
+        out.push(b'[');
+        // SAFETY: the capacity covers every item at its longest and the slack after
+        // the last one, the length is set only over written bytes, and the CPU has
+        // the path.
+        unsafe {
+            let position = write_items_on(path, values, 0, out.as_mut_ptr(), 1, false)?;
+            out.set_len(position);
+        }
+        out.push(b']');
+        Ok(out)
+    };
+    Some(encode())
 }
 
 /// Returns what the AVX-512 path writes for one group, or `None` if it leaves the
@@ -582,6 +707,20 @@ pub(crate) fn simd_group(values: &[f64; 8]) -> Option<Vec<u8>> {
         // SAFETY: `room` is as large as a group's share and slack, and the CPU has
         // the instructions.
         let len = unsafe { avx512::write_group(values, room.as_mut_ptr()) }?;
+        return Some(room[..len].to_vec());
+    }
+    let _ = values;
+    None
+}
+
+/// Returns what the AVX2 path writes for one group, as `simd_group` does.
+#[cfg(test)]
+pub(crate) fn avx2_group(values: &[f64; 4]) -> Option<Vec<u8>> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::is_available() {
+        let mut room = [0u8; 4 * MAX_ITEM_BYTES + WRITE_SLACK];
+        // SAFETY: as in `simd_group`.
+        let len = unsafe { avx2::write_group(values, room.as_mut_ptr()) }?;
         return Some(room[..len].to_vec());
     }
     let _ = values;

@@ -27,6 +27,10 @@ use std::arch::x86_64::{
 };
 use std::ptr;
 
+use super::layout::{
+    item_layout, ItemByte, ITEM_STORE, NOTATIONS, ROWS, SCIENTIFIC, TEN_POW_14, TEN_POW_15,
+    TEN_POW_16, TEN_POW_17, TEN_POW_8,
+};
 use super::pow10::{POW10_FIRST, POW10_HIGH, POW10_LOW};
 use super::{exponent_suffix, MAX_ITEM_BYTES};
 use crate::encode::avx512_eight_digits as eight_digits;
@@ -44,26 +48,10 @@ pub(super) fn is_available() -> bool {
 }
 
 /// Bytes that one group may write past the end of its last item: each item is
-/// written with one 32-byte store.
+/// written with one `ITEM_STORE`-byte store.
 pub(super) const GROUP_SLACK: usize = ITEM_STORE - MAX_ITEM_BYTES;
 
-/// Bytes of one item's store.
-const ITEM_STORE: usize = 32;
-
 const MASK_52: i64 = (1 << 52) - 1;
-
-/// Powers of ten compared with the decimal significand, which has 15 to 17 digits for
-/// every normal double: it lies in 10^14..10^17.
-const TEN_POW_14: i64 = 100_000_000_000_000;
-const TEN_POW_15: i64 = 1_000_000_000_000_000;
-const TEN_POW_16: i64 = 10_000_000_000_000_000;
-const TEN_POW_17: i64 = 100_000_000_000_000_000;
-const TEN_POW_8: i64 = 100_000_000;
-
-/// Templates per lane: 20 fixed notations (first digit at `10^-4` to `10^15`) and the
-/// scientific one, each without and with a minus sign.
-const NOTATIONS: usize = 21;
-const ROWS: usize = 2 * NOTATIONS;
 
 /// Positions in the register of extra bytes that the templates pick with their top
 /// bit set. Bytes 0 to 7 hold the first digit of lanes 0 to 7.
@@ -77,63 +65,28 @@ const FROM_EXTRAS: u8 = 0x80;
 /// filled in per group.
 const EXTRAS: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, b'.', b'0', b'-', b',', 0, 0, 0, 0];
 
-/// Returns the byte index that picks digit `digit` (0 to 16) of lane `lane`.
+/// Builds the template of `row` for lane `lane`: byte `i` of the item picks the byte
+/// at index `i` of the sources, as `item_layout` lays it out.
 ///
-/// The first digit sits in the extras. Digits 1 to 8 are the bytes of lane `lane` of
-/// the first register of the pair that `_mm512_permutex2var_epi8` reads, and digits
-/// 9 to 16 those of the second register, 64 bytes on.
-const fn digit_source(lane: usize, digit: usize) -> u8 {
-    if digit == 0 {
-        FROM_EXTRAS | lane as u8
-    } else if digit <= 8 {
-        (8 * lane + digit - 1) as u8
-    } else {
-        (64 + 8 * lane + digit - 9) as u8
-    }
-}
-
-/// Builds the template of `row` for lane `lane`: byte `i` of the item picks the
-/// source byte given at index `i`.
-///
-/// An item is a comma, a minus sign for rows from `NOTATIONS` on, and then the
-/// notation `row % NOTATIONS`. For notations 0 to 3, the first digit is at
-/// `10^(notation - 4)` and the item is `0.`, zeros and the digits. For 4 to 19 it is
-/// at `10^(notation - 4)` and a point follows that digit. Notation 20 is scientific:
-/// the first digit, a point and the others, to which the exponent is added later.
-/// Digits past the significant ones are zeros, so an integer such as `100.0` is the
-/// digits with a point placed after the third.
+/// The first digit and the other characters sit in the extras. Digits 1 to 8 are the
+/// bytes of lane `lane` of the first register of the pair that
+/// `_mm512_permutex2var_epi8` reads, and digits 9 to 16 those of the second register,
+/// 64 bytes on.
 const fn template(lane: usize, row: usize) -> [u8; ITEM_STORE] {
-    let mut out = [FROM_EXTRAS | EXTRA_ZERO; ITEM_STORE];
-    out[0] = FROM_EXTRAS | EXTRA_COMMA;
-    let mut at = 1;
-    if row >= NOTATIONS {
-        out[at] = FROM_EXTRAS | EXTRA_MINUS;
+    let layout = item_layout(row);
+    let mut out = [0u8; ITEM_STORE];
+    let mut at = 0;
+    while at < ITEM_STORE {
+        out[at] = match layout[at] {
+            ItemByte::Digit(0) => FROM_EXTRAS | lane as u8,
+            ItemByte::Digit(digit) if digit <= 8 => (8 * lane + digit - 1) as u8,
+            ItemByte::Digit(digit) => (64 + 8 * lane + digit - 9) as u8,
+            ItemByte::Point => FROM_EXTRAS | EXTRA_POINT,
+            ItemByte::Zero => FROM_EXTRAS | EXTRA_ZERO,
+            ItemByte::Minus => FROM_EXTRAS | EXTRA_MINUS,
+            ItemByte::Comma => FROM_EXTRAS | EXTRA_COMMA,
+        };
         at += 1;
-    }
-    let notation = row % NOTATIONS;
-    let mut digit = 0;
-    if notation < 4 {
-        // 0.000ddd: the zeros after the point are the ones before the first digit.
-        out[at + 1] = FROM_EXTRAS | EXTRA_POINT;
-        at += 2 + (3 - notation);
-    }
-    // Fixed notation with the first digit at 10^p puts the point after p + 1 digits;
-    // scientific notation puts it after the first.
-    let point_after = if notation < 4 {
-        usize::MAX
-    } else if notation < 20 {
-        notation - 4 + 1
-    } else {
-        1
-    };
-    while digit <= 16 {
-        if digit == point_after {
-            out[at] = FROM_EXTRAS | EXTRA_POINT;
-            at += 1;
-        }
-        out[at] = digit_source(lane, digit);
-        at += 1;
-        digit += 1;
     }
     out
 }
@@ -159,8 +112,8 @@ fn splat(value: i64) -> __m512i {
     _mm512_set1_epi64(value)
 }
 
-/// Returns `floor(x * factor / 2^shift)` for lanes holding small signed `x`, where
-/// `x * factor` fits in an i32, as the Schubfach logarithm estimates need.
+/// Returns `floor((x * factor - offset) / 2^SHIFT)` for lanes holding small signed
+/// `x`, where `x * factor` fits in an i32, as the Schubfach logarithm estimates need.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn scaled_floor<const SHIFT: u32>(x: __m512i, factor: i64, offset: i64) -> __m512i {
@@ -345,8 +298,8 @@ pub(super) unsafe fn write_group(values: &[f64; 8], at: *mut u8) -> Option<usize
     let in_range = _mm512_cmpge_epu64_mask(significand, splat(TEN_POW_14))
         & _mm512_cmplt_epu64_mask(significand, splat(TEN_POW_17));
     if in_range != 0xFF {
-        // NOTE: the range above holds for every normal double, so this never happens;
-        // the check keeps a mistake there from writing wrong digits.
+        // NOTE: the range above holds for every normal double, so this never happens.
+        // The check keeps a mistake there from writing wrong digits.
         return None;
     }
     let scale = _mm512_mask_mov_epi64(
@@ -432,7 +385,7 @@ pub(super) unsafe fn write_group(values: &[f64; 8], at: *mut u8) -> Option<usize
     );
     let item_len = _mm512_add_epi64(_mm512_add_epi64(body_len, negative), splat(1));
     let notation = _mm512_mask_mov_epi64(
-        splat(20),
+        splat(SCIENTIFIC as i64),
         fixed_positive | fixed_negative,
         _mm512_add_epi64(first_power, splat(4)),
     );

@@ -1,7 +1,7 @@
 use crate::encode::ByteOrder;
 use crate::floats::{
-    encode_buffer, encode_f32s, encode_f64s, encode_f64s_scalar, rewrite_text, simd_group,
-    write_repr, FloatError, FloatLayout, FloatType, FloatWriter, MAX_REPR_LEN,
+    avx2_group, encode_buffer, encode_f32s, encode_f64s, encode_f64s_on, rewrite_text, simd_group,
+    write_repr, FloatError, FloatLayout, FloatPath, FloatType, FloatWriter, MAX_REPR_LEN,
 };
 use crate::floats_reference::{
     push_python_layout, python_array, python_repr, short_exact_expansion, split_scientific,
@@ -24,10 +24,14 @@ fn encoder_repr(value: f64) -> String {
 fn check_against_reference(values: &[f64], case: &str) -> usize {
     let encoded = encode_f64s(values).unwrap();
     let expected = python_array(values);
-    // Where the AVX-512 path runs, the first call takes it for all but a few values,
-    // so the scalar path is checked on its own too.
-    let scalar = encode_f64s_scalar(values).unwrap();
-    if encoded != expected.as_bytes() || scalar != expected.as_bytes() {
+    // The first call takes the fastest path for all but a few values, so every other
+    // path this CPU has is checked on its own too.
+    let others_match = [FloatPath::Avx2, FloatPath::Scalar]
+        .into_iter()
+        .all(|path| {
+            encode_f64s_on(path, values).is_none_or(|result| result.unwrap() == expected.as_bytes())
+        });
+    if encoded != expected.as_bytes() || !others_match {
         for &value in values {
             assert_eq!(
                 encoder_repr(value),
@@ -35,14 +39,18 @@ fn check_against_reference(values: &[f64], case: &str) -> usize {
                 "{case}: value with bits {:#018x}",
                 value.to_bits()
             );
-            // Nine copies fill one group of the AVX-512 path after the first item.
+            // Nine copies fill one group of each vector path after the first item.
             let copies = [value; 9];
-            assert_eq!(
-                String::from_utf8(encode_f64s(&copies).unwrap()).unwrap(),
-                python_array(&copies),
-                "{case}: group of the value with bits {:#018x}",
-                value.to_bits()
-            );
+            for path in [FloatPath::Avx512, FloatPath::Avx2] {
+                if let Some(result) = encode_f64s_on(path, &copies) {
+                    assert_eq!(
+                        String::from_utf8(result.unwrap()).unwrap(),
+                        python_array(&copies),
+                        "{case}: {path:?} group of the value with bits {:#018x}",
+                        value.to_bits()
+                    );
+                }
+            }
         }
         panic!("{case}: the arrays differ although every value matches");
     }
@@ -417,7 +425,10 @@ fn check_f32_bits(bits: impl Iterator<Item = u32>, case: &str) -> usize {
     for chunk in singles.chunks(1 << 16) {
         let widened: Vec<f64> = chunk.iter().map(|&value| f64::from(value)).collect();
         let encoded = encode_f32s(chunk).unwrap();
-        if encoded != python_array(&widened).as_bytes() {
+        let expected = python_array(&widened);
+        let avx2_matches = encode_f64s_on(FloatPath::Avx2, &widened)
+            .is_none_or(|result| result.unwrap() == expected.as_bytes());
+        if encoded != expected.as_bytes() || !avx2_matches {
             check_against_reference(&widened, case);
             panic!("{case}: encode_f32s differs from encode_f64s of the widened values");
         }
@@ -768,22 +779,27 @@ fn errors_display_what_went_wrong() {
     );
 }
 
-/// Checks that the AVX-512 path, where the CPU has it, writes `values` as the scalar
-/// path does, and on a mismatch names the first value that differs.
+/// Checks that each vector path the CPU has writes `values` as the scalar path does,
+/// and on a mismatch names the first value that differs.
 fn check_simd_against_scalar(values: &[f64], case: &str) {
-    let simd = encode_f64s(values);
-    let scalar = encode_f64s_scalar(values);
-    if simd != scalar {
+    let scalar = encode_f64s_on(FloatPath::Scalar, values).unwrap();
+    for path in [FloatPath::Avx512, FloatPath::Avx2] {
+        let Some(simd) = encode_f64s_on(path, values) else {
+            continue;
+        };
+        if simd == scalar {
+            continue;
+        }
         for &value in values {
             let copies = [value; 9];
             assert_eq!(
-                encode_f64s(&copies),
-                encode_f64s_scalar(&copies),
-                "{case}: value with bits {:#018x}",
+                encode_f64s_on(path, &copies).unwrap(),
+                encode_f64s_on(FloatPath::Scalar, &copies).unwrap(),
+                "{case}: {path:?}, value with bits {:#018x}",
                 value.to_bits()
             );
         }
-        panic!("{case}: the arrays differ although every value matches");
+        panic!("{case}: {path:?}: the arrays differ although every value matches");
     }
 }
 
@@ -805,6 +821,18 @@ fn simd_path_is_taken_on_this_cpu() {
     let mut with_nan = values;
     with_nan[7] = f64::NAN;
     assert_eq!(simd_group(&with_nan), None);
+}
+
+#[test]
+fn avx2_path_is_taken_on_this_cpu() {
+    let values = [-1e-5, 1e16, -0.0, 0.1];
+    if !std::is_x86_feature_detected!("avx2") {
+        assert_eq!(avx2_group(&values), None);
+        return;
+    }
+    assert_eq!(avx2_group(&values).unwrap(), b",-1e-05,1e+16,-0.0,0.1");
+    assert_eq!(avx2_group(&[0.5, 5e-324, 1.0, 2.0]), None);
+    assert_eq!(avx2_group(&[0.5, 1.0, 2.0, f64::INFINITY]), None);
 }
 
 #[test]
@@ -872,23 +900,32 @@ fn simd_groups_with_special_lanes_fall_back() {
         for lane in 0..24 {
             let mut values: Vec<f64> = (0..24).map(|index| 0.1 * f64::from(index) - 1.0).collect();
             values[lane] = special;
-            assert_eq!(
-                encode_f64s(&values).unwrap(),
-                python_array(&values).as_bytes(),
-                "{special:e} at {lane}"
-            );
+            for path in [FloatPath::Avx512, FloatPath::Avx2] {
+                if let Some(result) = encode_f64s_on(path, &values) {
+                    assert_eq!(
+                        result.unwrap(),
+                        python_array(&values).as_bytes(),
+                        "{path:?}: {special:e} at {lane}"
+                    );
+                }
+            }
         }
     }
     for lane in 0..24 {
         let mut values = vec![-0.75; 24];
         values[lane] = f64::NEG_INFINITY;
-        assert_eq!(
-            encode_f64s(&values),
-            Err(FloatError::NotFinite {
-                index: lane,
-                value: f64::NEG_INFINITY
-            })
-        );
+        for path in [FloatPath::Avx512, FloatPath::Avx2, FloatPath::Scalar] {
+            if let Some(result) = encode_f64s_on(path, &values) {
+                assert_eq!(
+                    result,
+                    Err(FloatError::NotFinite {
+                        index: lane,
+                        value: f64::NEG_INFINITY
+                    }),
+                    "{path:?}"
+                );
+            }
+        }
     }
 }
 

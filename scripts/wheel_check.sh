@@ -23,9 +23,10 @@ env PATH="$clean_path" sh -c '! command -v cargo && ! command -v rustc' >/dev/nu
 env PATH="$clean_path" pip install --quiet "$wheel[test]"
 
 # The tests run from a copy outside the checkout, so that only the installed package
-# can be imported. The benchmark tests need the checkout's scripts and stay behind.
+# can be imported. The tests of the benchmarks and of the generated table of powers of
+# ten need the checkout's scripts and sources, so they stay behind.
 cp -r tests "$work/tests"
-rm "$work/tests/test_benches.py"
+rm "$work/tests/test_benches.py" "$work/tests/test_pow10_table.py"
 cd "$work"
 env PATH="$clean_path" python -c '
 import sys, tinker_accel

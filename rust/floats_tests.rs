@@ -930,7 +930,7 @@ fn simd_groups_with_special_lanes_fall_back() {
 }
 
 #[test]
-#[ignore = "about 3 minutes on 2 vCPUs: cargo test --release -- --ignored simd_soak"]
+#[ignore = "about 8 minutes on 2 vCPUs: cargo test --release -- --ignored simd_soak"]
 fn simd_soak_over_4_billion_random_doubles() {
     let mut random = XorShift(0x50A4_0000_F10A_7564);
     for _ in 0..32_768 {

@@ -19,6 +19,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::encode::{check_bounds, gather, ByteOrder, EncodeError, Load, Output};
 
@@ -528,9 +529,15 @@ impl FloatPath {
         }
     }
 
-    /// Returns the fastest path this CPU can take.
+    /// Returns the path `force` set, or else the fastest path this CPU can take.
     #[inline(always)]
     fn best() -> Self {
+        match FORCED_PATH.load(Ordering::Relaxed) {
+            FORCED_AVX512 => return Self::Avx512,
+            FORCED_AVX2 => return Self::Avx2,
+            FORCED_SCALAR => return Self::Scalar,
+            _ => {}
+        }
         if Self::Avx512.is_available() {
             Self::Avx512
         } else if Self::Avx2.is_available() {
@@ -540,6 +547,31 @@ impl FloatPath {
         }
     }
 }
+
+impl FloatPath {
+    /// Makes every later encoding in this process take `path`, or the fastest path
+    /// again for `None`, so that tests and benchmarks can run the slower paths from
+    /// Python. Returns false, changing nothing, if this CPU lacks the path.
+    #[doc(hidden)]
+    pub fn force(path: Option<Self>) -> bool {
+        let code = match path {
+            None => NOT_FORCED,
+            Some(path) if !path.is_available() => return false,
+            Some(Self::Avx512) => FORCED_AVX512,
+            Some(Self::Avx2) => FORCED_AVX2,
+            Some(Self::Scalar) => FORCED_SCALAR,
+        };
+        FORCED_PATH.store(code, Ordering::Relaxed);
+        true
+    }
+}
+
+/// The path that `FloatPath::force` set, as one of the codes below.
+static FORCED_PATH: AtomicU8 = AtomicU8::new(NOT_FORCED);
+const NOT_FORCED: u8 = 0;
+const FORCED_AVX512: u8 = 1;
+const FORCED_AVX2: u8 = 2;
+const FORCED_SCALAR: u8 = 3;
 
 /// Writes `values` as `write_items_scalar` does, a group at a time on the fastest
 /// path this CPU has.

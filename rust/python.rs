@@ -1047,6 +1047,10 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
         crate::python_floats::_encode_exact,
         module
     )?)?;
+    module.add_function(wrap_pyfunction!(
+        crate::python_floats::_force_float_path,
+        module
+    )?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     object_layout::init(module.py())?;
     Ok(())

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString};
 
 use crate::encode::ByteOrder;
-use crate::floats::{self, FloatError, FloatLayout, FloatType, FloatWriter};
+use crate::floats::{self, FloatError, FloatLayout, FloatPath, FloatType, FloatWriter};
 use crate::object_layout;
 use crate::python::{
     dimension_error, has_buffer, is_sequence, reject_masked_values, short_repr, type_name,
@@ -292,6 +292,31 @@ pub(crate) fn encode_floats<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let encoded = without_panics(|| encode_floats_any(py, values))?;
     Ok(PyBytes::new(py, &encoded))
+}
+
+/// Make every later float encoding in this process take `path`: "avx512", "avx2" or
+/// "scalar", or the fastest path this CPU has for None. For tests and benchmarks.
+#[pyfunction]
+#[pyo3(signature = (path))]
+pub(crate) fn _force_float_path(path: Option<&str>) -> PyResult<()> {
+    let path = match path {
+        None => None,
+        Some("avx512") => Some(FloatPath::Avx512),
+        Some("avx2") => Some(FloatPath::Avx2),
+        Some("scalar") => Some(FloatPath::Scalar),
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "unknown float path {other:?}: expected \"avx512\", \"avx2\", \"scalar\" or None"
+            )))
+        }
+    };
+    if FloatPath::force(path) {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!(
+            "this CPU cannot take the float path {path:?}"
+        )))
+    }
 }
 
 /// Returns the JSON array of `values`, a list, if its items are all exact ints or all

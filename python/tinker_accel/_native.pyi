@@ -41,6 +41,11 @@ def encode_floats(values: Any) -> bytes:
 def _encode_exact(values: Any) -> bytes | None:
     """Return the JSON array of a list of only exact ints or only exact floats, else None."""
 
+def _force_float_path(path: str | None) -> None:
+    """Make every later float encoding in this process take ``path``: "avx512",
+    "avx2" or "scalar", or the fastest path this CPU has for None. Raises ValueError
+    for an unknown path or one this CPU lacks. For tests and benchmarks."""
+
 def _list_reader() -> str:
     """Return "direct" where list items are read from the object layout, else "api"."""
 

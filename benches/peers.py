@@ -418,6 +418,33 @@ def float_peers(input_name: str) -> dict[str, Callable[[Any], bytes]]:
     return peers
 
 
+SLOWER_FLOAT_PATHS = ("avx2", "scalar")
+
+
+def float_path_ns(path: str, inputs: Sequence[Any], settings: Settings) -> float | None:
+    """Return ns per call of encode_floats forced onto ``path``, or None where this
+    CPU or backend lacks it."""
+    force = getattr(_native_module(), "_force_float_path", None)
+    if force is None:
+        return None
+    try:
+        force(path)
+    except ValueError:
+        return None
+    try:
+        return best_ns_per_call(encode_floats, inputs, settings)
+    finally:
+        force(None)
+
+
+def _native_module() -> Any:
+    try:
+        from tinker_accel import _native
+    except ImportError:
+        return None
+    return _native
+
+
 def bench_floats(settings: Settings) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for n in settings.tinker_sizes:
@@ -437,16 +464,24 @@ def bench_floats(settings: Settings) -> dict[str, Any]:
                 theirs = best_ns_per_call(peer, inputs, settings) / n
                 row[f"{peer_name}_ns"] = round(theirs, 2)
                 row[f"vs_{peer_name}"] = round(theirs / ours, 3)
+            # The slower paths that CPUs without AVX-512 IFMA and VBMI take.
+            for path in SLOWER_FLOAT_PATHS:
+                path_ns = float_path_ns(path, inputs, settings)
+                if path_ns is not None:
+                    row[f"{path}_ns"] = round(path_ns / n, 2)
+                    row[f"{path}_vs_orjson"] = round(row["orjson_ns"] / (path_ns / n), 3)
             rows.append(row)
 
     print_table(
         "2b. Floats: ns per value, and how many times faster encode_floats is than each peer",
         ["n", "input", "encode_floats", "orjson", "msgspec", "json", "vs orjson", "vs msgspec",
-         "vs json"],
+         "vs json", "avx2", "avx2 vs orjson", "scalar", "scalar vs orjson"],
         [
             [row["n"], row["input"], row["encode_floats_ns"], row.get("orjson_ns", "-"),
              row.get("msgspec_ns", "-"), row["json_ns"], row.get("vs_orjson", "-"),
-             row.get("vs_msgspec", "-"), row["vs_json"]]
+             row.get("vs_msgspec", "-"), row["vs_json"], row.get("avx2_ns", "-"),
+             row.get("avx2_vs_orjson", "-"), row.get("scalar_ns", "-"),
+             row.get("scalar_vs_orjson", "-")]
             for row in rows
         ],
     )  # fmt: skip

@@ -46,7 +46,7 @@ const MAX_ITEM_BYTES: usize = MAX_REPR_LEN + 1;
 /// stored as one 8-byte word.
 const WRITE_SLACK: usize = 8;
 
-// The AVX-512 path writes each item with one wider store.
+// The vector paths write each item with wider stores.
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(avx512::GROUP_SLACK <= WRITE_SLACK && avx2::GROUP_SLACK <= WRITE_SLACK);
 

@@ -121,6 +121,23 @@ def test_json_mode_dump_keeps_nan_like_stock(data: list[float]) -> None:
         json.dumps(dumped, allow_nan=False)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"include": {"data": {0}}}, id="include-index"),
+        pytest.param({"include": {"data"}, "exclude": {"data": {0}}}, id="exclude-index"),
+        pytest.param({"exclude": {"data": {1, 2}}}, id="exclude-indices"),
+    ],
+)
+def test_index_sets_apply_like_stock(options: dict[str, Any]) -> None:
+    model = TensorData(data=[1.0, 2.0, 3.0], dtype="float32")
+    stock = model.model_dump(mode="json", **options)
+    stock_json = model.model_dump_json(**options)
+    tinker_accel.enable()
+    assert model.model_dump(mode="json", **options) == stock
+    assert model.model_dump_json(**options) == stock_json
+
+
 def test_sparse_indices_and_target_prompt_logprobs(
     encoder_calls: list[Any], plan_bodies: list[str]
 ) -> None:

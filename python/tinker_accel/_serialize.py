@@ -137,6 +137,11 @@ def serialize_tensor_values(
     placeholder = _encoded_placeholder(values, info)
     if placeholder is not None:
         return placeholder
+    if info.include is not None or info.exclude is not None:
+        # Only the handler applies index sets such as include={"data": {0}}; writing
+        # by the return type does not. NOTE: the handler turns NaN into None, so with
+        # index sets NaN still dumps as None in JSON mode.
+        return handler(values)
     if type(values) is list:
         return values
     # Other values are model_construct oddities. For a tuple or a str, what the

@@ -472,7 +472,7 @@ fn f32_strided_sweep() {
 }
 
 #[test]
-#[ignore = "about 17 minutes on 2 vCPUs: cargo test --release -- --ignored every_f32"]
+#[ignore = "about 13 minutes on 2 vCPUs: cargo test --release -- --ignored every_f32"]
 fn every_f32_bit_pattern() {
     let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
     let per_thread = (1u64 << 32).div_ceil(threads as u64);

@@ -132,7 +132,7 @@ def serialize_tensor_values(
     ``tensor_values_return_type(annotation)`` as its return type, which makes pydantic
     write them by the field's own type. The handler would not do: in JSON mode it
     turns NaN and infinity into None, where the field's own serializer keeps them as
-    floats for ``json.dumps`` to reject (pydantic 2.11 to 2.14).
+    floats for ``json.dumps`` to reject (seen with pydantic 2.14).
     """
     placeholder = _encoded_placeholder(values, info)
     if placeholder is not None:

@@ -1,7 +1,7 @@
 """Writes rust/floats_pow10.rs, the powers of ten that the AVX-512 float path
 multiplies by.
 
-Entry `e + 292` holds `g = floor(10**e * 2**(127 - floor(log2(10**e)))) + 1` for
+Entry `e + 292` contains `g = floor(10**e * 2**(127 - floor(log2(10**e)))) + 1` for
 `e` in -292..=324, split into its high and low 64 bits. Each `g` lies in
 [2**127, 2**128]: the top bit is set, and the one added makes it larger than the
 exact scaled power, which the rounding to odd of the float path relies on.

@@ -1,7 +1,8 @@
 //! The byte layout of one array item, `,` and a repr, shared by the vector float
 //! paths, which turn it into byte-shuffle templates.
 
-/// Bytes of one item's store. The longest item, `,-1.2345678901234567e-308`, has 25.
+/// Bytes of one item's store. Items take at most 25 bytes, as
+/// `,-1.2345678901234567e-308` does.
 pub(super) const ITEM_STORE: usize = 32;
 
 /// Notations: 20 fixed ones (first digit at `10^-4` to `10^15`) and the scientific
@@ -42,6 +43,7 @@ pub(super) enum ItemByte {
 /// bytes past the layout are zeros, which later items overwrite.
 pub(super) const fn item_layout(row: usize) -> [ItemByte; ITEM_STORE] {
     let mut out = [ItemByte::Zero; ITEM_STORE];
+
     out[0] = ItemByte::Comma;
     let mut at = 1;
     if row >= NOTATIONS {
@@ -54,6 +56,7 @@ pub(super) const fn item_layout(row: usize) -> [ItemByte; ITEM_STORE] {
         out[at + 1] = ItemByte::Point;
         at += 2 + (3 - notation);
     }
+
     // Fixed notation with the first digit at 10^p puts the point after p + 1 digits,
     // and scientific notation puts it after the first.
     let point_after = if notation < 4 {

@@ -237,27 +237,41 @@ pub fn encode_f64s_on(path: FloatPath, values: &[f64]) -> Option<Result<Vec<u8>,
 #[cfg(test)]
 pub(crate) fn simd_group(values: &[f64; 8]) -> Option<Vec<u8>> {
     #[cfg(target_arch = "x86_64")]
-    if avx512::is_available() {
-        let mut room = [0u8; 8 * MAX_ITEM_BYTES + WRITE_SLACK];
-        // SAFETY: `room` is as large as a group's share and slack, and the CPU has
-        // the instructions.
-        let len = unsafe { avx512::write_group(values, room.as_mut_ptr()) }?;
-        return Some(room[..len].to_vec());
+    return group_output(FloatPath::Avx512, avx512::write_group, values);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = values;
+        None
     }
-    let _ = values;
-    None
 }
 
 /// Returns what the AVX2 path writes for one group, as `simd_group` does.
 #[cfg(test)]
 pub(crate) fn avx2_group(values: &[f64; 4]) -> Option<Vec<u8>> {
     #[cfg(target_arch = "x86_64")]
-    if avx2::is_available() {
-        let mut room = [0u8; 4 * MAX_ITEM_BYTES + WRITE_SLACK];
-        // SAFETY: as in `simd_group`.
-        let len = unsafe { avx2::write_group(values, room.as_mut_ptr()) }?;
-        return Some(room[..len].to_vec());
+    return group_output(FloatPath::Avx2, avx2::write_group, values);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = values;
+        None
     }
-    let _ = values;
-    None
+}
+
+/// Returns what `write_group`, the group writer of `path`, writes for `values`, or
+/// `None` if it leaves the group to the scalar path or this CPU lacks `path`.
+#[cfg(all(test, target_arch = "x86_64"))]
+fn group_output<const N: usize>(
+    path: FloatPath,
+    write_group: GroupWriter<N>,
+    values: &[f64; N],
+) -> Option<Vec<u8>> {
+    if !path.is_available() {
+        return None;
+    }
+    let mut room = vec![0u8; N * MAX_ITEM_BYTES + WRITE_SLACK];
+    // SAFETY: `room` is as large as a group's share and slack, and the CPU has the
+    // path that `write_group` belongs to.
+    let len = unsafe { write_group(values, room.as_mut_ptr()) }?;
+    room.truncate(len);
+    Some(room)
 }

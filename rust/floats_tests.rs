@@ -865,7 +865,7 @@ fn simd_path_matches_scalar_on_every_exponent() {
 }
 
 #[test]
-fn simd_path_matches_scalar_on_decimals_of_every_length() {
+fn simd_matches_scalar_on_decimals() {
     // m * 10^e with 1 to 17 digits in m, across the whole exponent range, and the
     // doubles next to each: every notation, length and count of trailing zeros.
     let mut random = XorShift(0xDEC1_3A15_0F00_0017);

@@ -1,5 +1,5 @@
-"""Writes rust/floats_pow10.rs, the powers of ten that the AVX-512 float path
-multiplies by.
+"""Writes rust/floats_pow10.rs, the powers of ten that the vector float paths
+multiply by.
 
 Entry `e + 292` contains `g = floor(10**e * 2**(127 - floor(log2(10**e)))) + 1` for
 `e` in -292..=324, split into its high and low 64 bits. Each `g` lies in
